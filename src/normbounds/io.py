@@ -1,0 +1,71 @@
+"""Atomic writes and safe loads: a file is either complete or absent.
+
+Every artefact goes to a temporary file in the same folder, is fsynced and
+then renamed over the target, so a kill mid-write never leaves a half file
+under the real name. Torch files are loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class ArtifactError(RuntimeError):
+    """A file the pipeline needs is missing, truncated or not what it should be."""
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    _atomic(path, lambda fh: torch.save(obj, fh))
+
+
+def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged zip or pickle
+        raise ArtifactError(f"{path}: cannot be loaded ({type(err).__name__}: {err});"
+                            " the file is truncated or corrupt") from None
+
+
+def write_json(obj: Any, path: Path) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    _atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def write_text(text: str, path: Path) -> None:
+    _atomic(path, lambda fh: fh.write(text.encode()))
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: file not found (run `dvc repro` to create it)")
+    return json.loads(path.read_text())

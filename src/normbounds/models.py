@@ -1,0 +1,86 @@
+"""CONV-L-H: the paper's compositionally sparse network.
+
+L conv layers of H channels (k x k kernels, stride s, no padding, no bias,
+ReLU), then flatten and a linear head to C classes (no bias). Every conv layer
+is weight-normalised with one scalar gain (W = g V / ||V||_F); the head is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from normbounds.config import ModelConfig, feature_sides
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Everything needed to rebuild a network (saved in each checkpoint)."""
+
+    in_shape: tuple[int, int, int]  # (c0, n0, n0)
+    num_classes: int
+    depth: int
+    width: int
+    kernel_size: int = 2
+    stride: int = 1
+    weight_norm: bool = True
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "in_shape": list(self.in_shape)}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Arch:
+        return cls(**{**raw, "in_shape": tuple(raw["in_shape"])})
+
+
+class ConvNet(nn.Module):
+    """CONV-L-H; `weight_layers()` lists the layers whose `.weight` the bounds read."""
+
+    def __init__(self, arch: Arch) -> None:
+        super().__init__()
+        self.arch = arch
+        c0, n0, _ = arch.in_shape
+        # n_l = floor((n_{l-1} - k) / s) + 1; raises ConfigError if a map vanishes
+        self.sides = feature_sides(n0, arch.depth, arch.kernel_size, arch.stride)
+        self.convs = nn.ModuleList()
+        for layer in range(arch.depth):
+            conv = nn.Conv2d(c0 if layer == 0 else arch.width, arch.width, arch.kernel_size,
+                             stride=arch.stride, padding=0, bias=False)
+            if arch.weight_norm:
+                conv = weight_norm(conv, dim=None)  # scalar gain over the whole kernel
+            self.convs.append(conv)
+        self.head = nn.Linear(arch.width * self.sides[-1] ** 2, arch.num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = torch.relu(conv(x))  # (B, H, n_l, n_l)
+        return self.head(x.flatten(1))  # (B, C)
+
+    def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and the input of every weight layer (the head's flattened), in order."""
+        inputs = []
+        for conv in self.convs:
+            inputs.append(x)
+            x = torch.relu(conv(x))
+        inputs.append(x.flatten(1))
+        return self.head(inputs[-1]), inputs
+
+    def weight_layers(self) -> list[nn.Module]:
+        """Conv layers then the head, in forward order; `.weight` is the effective weight."""
+        return [*self.convs, self.head]
+
+    def gains(self) -> list[float]:
+        """The weight-norm gains g_l of the conv layers (empty without weight norm)."""
+        if not self.arch.weight_norm:
+            return []
+        return [conv.parametrizations.weight.original0.item() for conv in self.convs]
+
+
+def arch_for(entry_depth: int, entry_width: int, model_cfg: ModelConfig, stats: dict) -> Arch:
+    """The Arch of a grid entry on the prepared data (shape and classes from stats.json)."""
+    return Arch(in_shape=tuple(stats["input_shape"]), num_classes=stats["num_classes"],
+                depth=entry_depth, width=entry_width, kernel_size=model_cfg.kernel_size,
+                stride=model_cfg.stride, weight_norm=model_cfg.weight_norm)

@@ -1,0 +1,40 @@
+"""Device choice and progress bars."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from normbounds.config import ConfigError
+
+
+def resolve_device(choice: str) -> torch.device:
+    """base.device -> torch.device: `auto` takes CUDA when present, `cuda` insists on it."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("params.yaml: base.device = 'cuda' but this machine has no usable"
+                          " CUDA device; use 'auto' or 'cpu'")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def progress(iterable: Iterable, **kwargs: Any) -> tqdm:
+    """A tqdm bar on a terminal, silent in logs and CI."""
+    return tqdm(iterable, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kwargs)
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main; a known error prints one line and exits 1, without a traceback."""
+    from normbounds.data import DatasetError
+    from normbounds.io import ArtifactError
+    from normbounds.train import TrainingError
+
+    try:
+        main()
+    except (ConfigError, DatasetError, ArtifactError, TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

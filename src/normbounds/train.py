@@ -1,0 +1,200 @@
+"""Training one grid entry: SGD + MultiStepLR, checkpoints, resume.
+
+The train set lives on the device once and is batched by index. The only
+randomness after initialisation is the data order, drawn from a generator
+whose state goes into every checkpoint, so a resumed run follows the same
+path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from normbounds import checkpoints
+from normbounds.config import Config, Entry
+from normbounds.data import Split
+from normbounds.io import ArtifactError, write_json, write_text
+from normbounds.models import Arch, ConvNet
+from normbounds.runtime import progress
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stopped being finite)."""
+
+
+def loss_fn(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """train.loss -> loss(logits (B, C), labels (B,)), the batch mean."""
+    if name == "mse":  # the paper's: squared error against one-hot targets, mean over B*C
+        return lambda out, y: F.mse_loss(out, F.one_hot(y, num_classes).to(out.dtype))
+    if name == "cross_entropy":
+        return F.cross_entropy
+    raise ValueError(f"unknown loss {name!r}: allowed mse, cross_entropy")
+
+
+def save_epochs(epochs: int, every: int) -> set[int]:
+    """Initialisation, the first epoch, every `every` epochs and the last."""
+    return {0, 1, epochs} | set(range(every, epochs + 1, every))
+
+
+def file_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
+    """Everything that changes a run's numbers; a checkpoint is resumed only on a match.
+
+    The source of this module and of models.py is included because a persisted
+    checkpoint folder outlives code changes that DVC reruns the stage for.
+    """
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
+    raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
+           "model": cfg.to_dict()["model"], "train": cfg.to_dict()["train"],
+           "code": file_digest(Path(__file__), Path(__file__).with_name("models.py"))}
+    return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, Any]:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"data": gen.get_state(), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
+    gen.set_state(state["data"])
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def clear(folder: Path) -> None:
+    """Remove checkpoints and stray temporary files, keep the folder."""
+    for _, path in checkpoints.list_epochs(folder):
+        path.unlink()
+    for tmp in Path(folder).glob(".epoch_*.tmp"):
+        tmp.unlink()
+
+
+def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | None:
+    """The newest readable checkpoint made with this exact config, else None."""
+    for _, path in reversed(checkpoints.list_epochs(folder)):
+        try:
+            state = checkpoints.load_state(path)
+        except ArtifactError as err:
+            log(f"skipping unreadable checkpoint: {err}")
+            continue
+        if state["config"] != fp:
+            changes = "; ".join(_differences(state["config"], fp)[:5])
+            log(f"{folder} was trained with a different config ({changes}): starting fresh")
+            return None
+        return state
+    return None
+
+
+def _run_epoch(model: ConvNet, opt: torch.optim.Optimizer, data: Split, batch_size: int,
+               loss: Callable, gen: torch.Generator, desc: str) -> float:
+    """One pass over the shuffled train set; returns the mean train loss."""
+    m = len(data)
+    order = torch.randperm(m, generator=gen).to(data.x.device)  # drawn on CPU: same on any device
+    total = torch.zeros((), dtype=torch.float64, device=data.x.device)
+    model.train()
+    for start in progress(range(0, m, batch_size), desc=desc, leave=False, unit="batch"):
+        idx = order[start:start + batch_size]
+        batch_loss = loss(model(data.x[idx]), data.y[idx])  # (B, c, n, n) -> scalar
+        opt.zero_grad(set_to_none=True)
+        batch_loss.backward()
+        opt.step()
+        total += batch_loss.detach().double() * len(idx)
+    return (total / m).item()
+
+
+def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path,
+                data_digest: str, log: Callable[[str], None] = print) -> list[list[float]]:
+    """Train one grid entry, resuming from `folder` when it holds a matching run.
+
+    Returns the history: one [epoch, mean train loss, learning rate] per epoch.
+    """
+    tc = cfg.train
+    fp = fingerprint(cfg, entry, data_digest)
+    torch.manual_seed(entry.seed)
+    model = ConvNet(arch).to(data.x.device)
+    opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
+                          weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(tc.milestones), gamma=tc.lr_factor)
+    gen = torch.Generator().manual_seed(entry.seed)
+    loss = loss_fn(tc.loss, arch.num_classes)
+    to_save = save_epochs(tc.epochs, tc.save_every)
+
+    def snapshot(epoch: int, history: list) -> dict[str, Any]:
+        return {"epoch": epoch, "arch": arch.to_dict(), "config": fp, "history": history,
+                "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "rng": _rng_state(gen)}
+
+    state = _resume_point(folder, fp, log)
+    if state is None:
+        clear(folder)
+        history: list[list[float]] = []
+        checkpoints.save(snapshot(0, history), folder)
+        start = 0
+    else:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        _set_rng_state(gen, state["rng"])
+        history, start = state["history"], state["epoch"]
+        log(f"train@{entry.name}: resuming from epoch {start} of {tc.epochs}")
+    for epoch in progress(range(start + 1, tc.epochs + 1), desc=f"train@{entry.name}",
+                          unit="epoch", initial=start, total=tc.epochs):
+        lr = opt.param_groups[0]["lr"]
+        mean_loss = _run_epoch(model, opt, data, tc.batch_size, loss, gen, f"epoch {epoch}")
+        if not math.isfinite(mean_loss):
+            raise TrainingError(f"train@{entry.name}: the train loss became {mean_loss} at epoch"
+                                f" {epoch} (lr {lr}); the last good checkpoint stays in {folder}")
+        history.append([epoch, mean_loss, lr])
+        sched.step()
+        if epoch in to_save:
+            checkpoints.save(snapshot(epoch, history), folder)
+            log(f"train@{entry.name}: epoch {epoch}/{tc.epochs} loss {mean_loss:.5f} lr {lr:g}")
+    return history
+
+
+def write_history(history: list[list[float]], tsv: Path, metrics: Path) -> None:
+    """The per-epoch log (a DVC plot) and the final values (a DVC metric)."""
+    lines = ["epoch\ttrain_loss\tlr"] + [f"{int(e)}\t{v:.8g}\t{lr:.8g}" for e, v, lr in history]
+    write_text("\n".join(lines) + "\n", tsv)
+    last = history[-1] if history else [0, float("nan"), float("nan")]
+    write_json({"epochs": int(last[0]), "train_loss": last[1], "lr": last[2]}, metrics)

@@ -1,0 +1,22 @@
+"""Stage `prepare`: data set -> data/prepared/{train,test}.pt and stats.json (m, C, P, S, X)."""
+
+from normbounds.config import load_params
+from normbounds.data import prepare
+from normbounds.io import save_torch, write_json
+from normbounds.paths import Paths
+from normbounds.runtime import run_stage
+
+
+def main() -> None:
+    paths = Paths()
+    cfg = load_params(paths.params)
+    train, test, stats = prepare(cfg.data)
+    save_torch({"x": train.x, "y": train.y}, paths.train_data)
+    save_torch({"x": test.x, "y": test.y}, paths.test_data)
+    write_json(stats, paths.stats)
+    print(f"prepare: {stats['dataset']} m={stats['m']} test={stats['n_test']}"
+          f" P={stats['P']:.6g} S={stats['S']:.6g} X={stats['X']:.6g}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -114,8 +114,8 @@ def _torchvision(cfg: DataConfig, train: bool) -> Split:
         if isinstance(err, DatasetError) or "not found" not in str(err):
             raise
         raise DatasetError(
-            f"data set {cfg.dataset!r} not found under data.root = {str(Path(root))!r}:"
-            f" expected {_EXPECTED_FILES[cfg.dataset]} there. Put the files there, or set"
+            f"data set {cfg.dataset!r} is missing or incomplete under"
+            f" data.root = {str(Path(root))!r}: expected {_EXPECTED_FILES[cfg.dataset]} there. Put the files there, or set"
             " data.download: true in params.yaml (needs network access)."
         ) from None
 

@@ -1,0 +1,73 @@
+"""Shared test helpers: tiny data sets in torchvision's own file formats, tiny configs."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from normbounds.config import parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An uncompressed IDX file (the MNIST format): magic, big-endian dims, uint8 data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    magic = 0x0800 + array.ndim  # 0x08: unsigned byte
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist(root: Path, folder: str, n_train: int, n_test: int, seed: int = 0) -> dict:
+    """MNIST-format files under root/<folder>/raw; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        write_idx(root / folder / "raw" / f"{split}-images-idx3-ubyte", images)
+        write_idx(root / folder / "raw" / f"{split}-labels-idx1-ubyte", labels)
+        out[split] = (images, labels)
+    return out
+
+
+def write_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict:
+    """CIFAR-10 python-format pickles under root/cifar-10-batches-py."""
+    rng = np.random.default_rng(seed)
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)  # CHW rows
+        labels = [int(v) for v in rng.integers(0, 10, size=per_batch)]
+        with open(base / name, "wb") as fh:
+            pickle.dump({"data": data, "labels": labels}, fh)
+        out[name] = (data, labels)
+    with open(base / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"class{i}" for i in range(10)]}, fh)
+    return out
+
+
+def tiny_params(**sections: dict) -> dict:
+    """A params mapping for a fast run; sections override the tiny defaults key by key."""
+    raw = {
+        "base": {"device": "cpu"},
+        "data": {"dataset": "mnist5k", "train_size": 200, "test_size": 100},
+        "model": {"kernel_size": 2, "stride": 1},
+        "grid": {"depths": [2], "widths": [2, 3], "seeds": [0]},
+        "train": {"epochs": 2, "batch_size": 50, "lr": 0.01, "milestones": [1],
+                  "save_every": 1},
+        "bound": {},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw[name], **values}
+    return raw
+
+
+@pytest.fixture
+def tiny_cfg():
+    return parse_params(tiny_params())

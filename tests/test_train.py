@@ -1,0 +1,101 @@
+"""Training: checkpoints, round trips, resume, config changes, non-finite loss."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from conftest import tiny_params
+from normbounds import checkpoints
+from normbounds.config import Entry, parse_params
+from normbounds.data import Split
+from normbounds.io import ArtifactError
+from normbounds.models import Arch
+from normbounds.train import TrainingError, save_epochs, train_entry, write_history
+
+ARCH = Arch((1, 8, 8), 10, 2, 3)
+ENTRY = Entry(2, 3, 0)
+
+
+def _data(n: int = 60) -> Split:
+    gen = torch.Generator().manual_seed(0)
+    return Split(torch.rand(n, 1, 8, 8, generator=gen), torch.arange(n) % 10)
+
+
+def _cfg(**train):
+    return parse_params(tiny_params(train={"epochs": 3, "batch_size": 16, "milestones": [2],
+                                           "save_every": 1, **train}))
+
+
+def _run(cfg, folder, messages=None):
+    log = messages.append if messages is not None else (lambda _: None)
+    return train_entry(cfg, ENTRY, _data(), ARCH, folder, "digest", log=log)
+
+
+def test_save_epochs():
+    assert save_epochs(25, 10) == {0, 1, 10, 20, 25}
+    assert save_epochs(3, 5) == {0, 1, 3}
+
+
+def test_checkpoints_round_trip(tmp_path):
+    cfg = _cfg()
+    history = _run(cfg, tmp_path)
+    assert [e for e, _ in checkpoints.list_epochs(tmp_path)] == [0, 1, 2, 3]
+    assert [row[0] for row in history] == [1, 2, 3]
+    assert [row[2] for row in history] == pytest.approx([0.01, 0.01, 0.001])  # milestone 2
+    model, meta = checkpoints.load(tmp_path / "epoch_0003.pt")
+    assert meta["epoch"] == 3 and meta["history"] == history
+    assert meta["config"]["train"]["lr"] == 0.01 and meta["arch"]["width"] == 3
+    state = torch.load(tmp_path / "epoch_0003.pt", weights_only=True)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state["model"].items())
+    first, _ = checkpoints.load(tmp_path / "epoch_0000.pt")
+    assert not torch.equal(first.head.weight, model.head.weight)  # training moved it
+
+
+def test_resume_is_bit_identical(tmp_path):
+    cfg = _cfg()
+    _run(cfg, tmp_path / "full")
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    for epoch in (2, 3):  # as if killed during epoch 2
+        (tmp_path / "cut" / f"epoch_{epoch:04d}.pt").unlink()
+    messages: list[str] = []
+    _run(cfg, tmp_path / "cut", messages)
+    assert any("resuming from epoch 1 of 3" in m for m in messages)
+    full = torch.load(tmp_path / "full" / "epoch_0003.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "epoch_0003.pt", weights_only=True)
+    for key, value in full["model"].items():
+        assert torch.equal(value, cut["model"][key]), key
+    assert full["history"] == cut["history"]
+
+
+def test_other_config_starts_fresh(tmp_path):
+    _run(_cfg(epochs=4), tmp_path)
+    messages: list[str] = []
+    _run(_cfg(weight_decay=1e-3), tmp_path, messages)
+    assert any("different config (train.epochs: 4 -> 3; train.weight_decay: 0.003 -> 0.001)"
+               in m for m in messages)
+    assert [e for e, _ in checkpoints.list_epochs(tmp_path)] == [0, 1, 2, 3]  # no stale 4
+
+
+def test_non_finite_loss_names_entry_and_epoch(tmp_path):
+    with pytest.raises(TrainingError, match=r"train@2-3-0: the train loss became (nan|inf) at"
+                                            r" epoch 1"):
+        _run(_cfg(lr=1e12, momentum=0.0), tmp_path)
+    assert [e for e, _ in checkpoints.list_epochs(tmp_path)] == [0]  # the good one stays
+
+
+def test_truncated_checkpoint_is_named(tmp_path):
+    _run(_cfg(epochs=1), tmp_path)
+    path = tmp_path / "epoch_0001.pt"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ArtifactError, match=r"epoch_0001.pt: cannot be loaded .* truncated"):
+        checkpoints.load(path)
+
+
+def test_history_files(tmp_path):
+    write_history([[1, 0.5, 0.01], [2, 0.25, 0.001]], tmp_path / "log.tsv", tmp_path / "m.json")
+    assert (tmp_path / "log.tsv").read_text().splitlines() == [
+        "epoch\ttrain_loss\tlr", "1\t0.5\t0.01", "2\t0.25\t0.001"]
+    assert '"train_loss": 0.25' in (tmp_path / "m.json").read_text()

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import tiny_params
+
 from normbounds import checkpoints
 from normbounds.config import Entry, parse_params
 from normbounds.data import Split

@@ -115,8 +115,9 @@ def _torchvision(cfg: DataConfig, train: bool) -> Split:
             raise
         raise DatasetError(
             f"data set {cfg.dataset!r} is missing or incomplete under"
-            f" data.root = {str(Path(root))!r}: expected {_EXPECTED_FILES[cfg.dataset]} there. Put the files there, or set"
-            " data.download: true in params.yaml (needs network access)."
+            f" data.root = {str(Path(root))!r}: expected {_EXPECTED_FILES[cfg.dataset]} there."
+            " Put the files there, or set data.download: true in params.yaml (needs network"
+            " access)."
         ) from None
 
 

@@ -1,0 +1,92 @@
+"""The DVC pipeline: dvc.yaml agrees with paths.py, and `dvc repro` runs end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import REPO, tiny_params
+
+from normbounds.config import Entry
+from normbounds.paths import Paths
+
+
+def _expand(template: str, entry: Entry) -> str:
+    for key, value in (("depth", entry.depth), ("width", entry.width), ("seed", entry.seed)):
+        template = template.replace("${item." + key + "}", str(value))
+    return template
+
+
+def _names(items: list) -> list[str]:
+    return [next(iter(i)) if isinstance(i, dict) else i for i in items]
+
+
+def test_dvc_yaml_declares_the_paths_of_paths_py():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    paths, entry = Paths(), Entry(3, 16, 0)
+    assert _names(stages["prepare"]["outs"]) == [str(paths.prepared)]
+    train = stages["train"]
+    assert [_expand(p, entry) for p in _names(train["outs"])] == [str(paths.checkpoints(entry))]
+    assert [_expand(p, entry) for p in _names(train["plots"])] == [str(paths.train_log(entry))]
+    assert [_expand(p, entry) for p in _names(train["metrics"])] == [
+        str(paths.train_metrics(entry))]
+    assert {str(paths.train_data), str(paths.stats)} <= set(train["deps"])
+    ckpt = train["outs"][0][next(iter(train["outs"][0]))]
+    assert ckpt == {"persist": True, "cache": False}
+
+
+def _dvc(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture
+def pipeline_copy(tmp_path: Path) -> Path:
+    """A fresh git + DVC repository holding this pipeline with tiny params."""
+    work = tmp_path / "repo"
+    work.mkdir()
+    for name in ("stages", "src"):
+        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__",
+                                                                               "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
+    (work / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    _dvc(work, "init", "-q")
+    return work
+
+
+def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path):
+    work = pipeline_copy
+    _dvc(work, "repro")
+    paths = Paths(work)
+    stats = json.loads(paths.stats.read_text())
+    assert stats["m"] == 200 and stats["n_test"] == 100 and stats["input_shape"] == [1, 28, 28]
+    assert torch.load(paths.train_data, weights_only=True)["x"].shape == (200, 1, 28, 28)
+    for width in (2, 3):
+        entry = Entry(2, width, 0)
+        names = sorted(p.name for p in paths.checkpoints(entry).iterdir())
+        assert names == ["epoch_0000.pt", "epoch_0001.pt", "epoch_0002.pt"]
+        assert len(paths.train_log(entry).read_text().splitlines()) == 3  # header + 2 epochs
+        assert json.loads(paths.train_metrics(entry).read_text())["epochs"] == 2
+    lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
+    assert set(lock) == {"prepare", "train@2-2-0", "train@2-3-0"}
+    assert lock["train@2-3-0"]["params"]["params.yaml"]["train"]["epochs"] == 2
+    assert "up to date" in _dvc(work, "status").stdout
+
+    # a new width: only its own stage runs, the others are untouched
+    (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(grid={"widths": [2, 4]})))
+    out = _dvc(work, "repro").stdout
+    assert "Running stage 'train@2-4-0'" in out
+    assert "Running stage 'train@2-2-0'" not in out and "Running stage 'prepare'" not in out
+    assert "up to date" in _dvc(work, "status").stdout

@@ -1,0 +1,116 @@
+"""Evaluating saved checkpoints: errors, margins, losses and every bound, one row each.
+
+One inference pass over the training set gives the train error, the margin
+error, the train loss and the input-patch norms b_l of Ledent's bound; one
+over the test set gives the test error and loss. The data statistics come from
+the prepare stage. Power iteration is warm-started from the previous
+checkpoint of the same run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from normbounds import bounds, checkpoints
+from normbounds.config import Config
+from normbounds.data import Split
+from normbounds.io import ArtifactError, write_json, write_text
+from normbounds.layers import describe, max_patch_norm_sq
+from normbounds.runtime import progress
+from normbounds.train import loss_fn
+
+
+def margin_errors(logits: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per sample: f(x)_y <= max_{j != y} f(x)_j + gamma (gamma = 0: the 0-1 error, ties
+    counting as errors). logits (B, C), y (B,) -> bool (B,)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
+    return true <= others + gamma
+
+
+@dataclass
+class PassResult:
+    error: float
+    loss: float
+    margin_error: float = math.nan
+    patch_norms: list[float] = field(default_factory=list)
+
+
+@torch.inference_mode()
+def data_pass(model: nn.Module, data: Split, loss_name: str, gamma: float, batch_size: int,
+              patches: bool = False) -> PassResult:
+    """Error, mean loss and margin error over `data`; with `patches`, also b_l per layer."""
+    specs = describe(model) if patches else []
+    loss = loss_fn(loss_name, model.arch.num_classes)
+    n_err = n_margin = 0
+    loss_sum = 0.0
+    best = [torch.zeros((), device=data.x.device) for _ in specs]
+    for start in range(0, len(data), batch_size):
+        x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
+        logits, inputs = model.forward_with_inputs(x)  # (B, C), the input of every layer
+        n_err += margin_errors(logits, y, 0.0).sum().item()
+        n_margin += margin_errors(logits, y, gamma).sum().item()
+        loss_sum += loss(logits.double(), y).item() * len(y)
+        for i, (spec, inp) in enumerate(zip(specs, inputs, strict=bool(specs))):
+            best[i] = torch.maximum(best[i], max_patch_norm_sq(inp, spec))
+    m = len(data)
+    return PassResult(n_err / m, loss_sum / m, n_margin / m, [b.item() ** 0.5 for b in best])
+
+
+def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,
+                   loss_name: str, reference: nn.Module | None = None,
+                   warm: dict | None = None, timings: dict | None = None) -> dict:
+    """One row: errors, losses, margin error, every bound, the certificate."""
+    bc = cfg.bound
+    t0 = time.perf_counter()
+    tr = data_pass(model, train, loss_name, bc.gamma, bc.eval_batch_size, patches=True)
+    te = data_pass(model, test, loss_name, bc.gamma, bc.eval_batch_size)
+    t1 = time.perf_counter()
+    values = bounds.compute(model, stats, bc, patch_norms=tr.patch_norms, reference=reference,
+                            warm=warm)
+    if timings is not None:
+        timings["errors"] = timings.get("errors", 0.0) + t1 - t0
+        timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
+    certificate = tr.margin_error + values["ours"]
+    return {"train_error": tr.error, "test_error": te.error, "gap": te.error - tr.error,
+            "train_loss": tr.loss, "test_loss": te.loss, "margin_error": tr.margin_error,
+            "certificate": certificate, "non_vacuous": int(certificate < 1.0), **values}
+
+
+def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Split,
+                 timings: dict | None = None) -> list[dict]:
+    """One row per checkpoint in `folder`, in epoch order."""
+    found = checkpoints.list_epochs(folder)
+    if not found:
+        raise ArtifactError(f"{folder}: no checkpoints (run the train stage first)")
+    if len(train) != stats["m"]:
+        raise ArtifactError(f"stats.json says m = {stats['m']} but the train split has"
+                            f" {len(train)} samples; rerun `dvc repro prepare`")
+    device = train.x.device
+    reference = None
+    if cfg.bound.reference == "init":
+        if found[0][0] != 0:
+            raise ArtifactError(f"{folder}: bound.reference = init needs epoch_0000.pt")
+        reference, _ = checkpoints.load(found[0][1], device)
+    warm: dict[int, torch.Tensor] = {}
+    rows = []
+    for epoch, path in progress(found, desc=f"evaluate {folder.name}", unit="ckpt"):
+        model, meta = checkpoints.load(path, device)
+        row = evaluate_model(model, stats, cfg, train, test, meta["config"]["train"]["loss"],
+                             reference, warm, timings)
+        rows.append({"epoch": epoch, **row})
+    return rows
+
+
+def write_results(rows: list[dict], csv_path: Path, metrics_path: Path) -> None:
+    """results/<entry>.csv (one row per checkpoint) and metrics/<entry>.json (the last)."""
+    write_text(pd.DataFrame(rows).to_csv(index=False, float_format="%.10g"), csv_path)
+    write_json({k: (v if isinstance(v, int) else float(v)) for k, v in rows[-1].items()},
+               metrics_path)

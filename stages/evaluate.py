@@ -1,0 +1,33 @@
+"""Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors and the five bounds."""
+
+import argparse
+
+from normbounds.config import Entry, load_params
+from normbounds.data import load_split
+from normbounds.evaluate import evaluate_run, write_results
+from normbounds.io import read_json
+from normbounds.paths import Paths
+from normbounds.runtime import resolve_device, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("entry", help="grid entry <depth>-<width>-<seed>, e.g. 3-16-0")
+    entry = Entry.parse(parser.parse_args().entry)
+    paths = Paths()
+    cfg = load_params(paths.params)
+    device = resolve_device(cfg.base.device)
+    stats = read_json(paths.stats)
+    train = load_split(paths.train_data).to(device)
+    test = load_split(paths.test_data).to(device)
+    rows = evaluate_run(cfg, paths.checkpoints(entry), stats, train, test)
+    write_results(rows, paths.results(entry), paths.metrics(entry))
+    last = rows[-1]
+    print(f"evaluate@{entry.name}: epoch {last['epoch']} train {last['train_error']:.4f}"
+          f" test {last['test_error']:.4f} ours {last['ours']:.4g} golowich"
+          f" {last['golowich']:.4g} long_sedghi {last['long_sedghi']:.4g} graf"
+          f" {last['graf']:.4g} ledent {last['ledent']:.4g}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -16,6 +17,16 @@ from conftest import REPO, tiny_params
 
 from normbounds.config import Entry
 from normbounds.paths import Paths
+
+LAYER_KEYS = ["fro", "sigma", "l21", "a", "b", "power_iters"]
+METRIC_KEYS = (
+    ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
+     "certificate", "non_vacuous", "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
+     "data_p", "data_s", "rho", "log_rho", "rho_golowich", "ours", "golowich", "long_sedghi",
+     "graf", "ledent"]
+    + [f"{k}_l{i}" for i in (1, 2) for k in LAYER_KEYS + ["deg", "pred"]]
+    + [f"{k}_l3" for k in LAYER_KEYS]
+)
 
 
 def _expand(template: str, entry: Entry) -> str:
@@ -38,6 +49,10 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     assert [_expand(p, entry) for p in _names(train["metrics"])] == [
         str(paths.train_metrics(entry))]
     assert {str(paths.train_data), str(paths.stats)} <= set(train["deps"])
+    evaluate = stages["evaluate"]
+    assert [_expand(p, entry) for p in _names(evaluate["outs"])] == [str(paths.results(entry))]
+    assert [_expand(p, entry) for p in _names(evaluate["metrics"])] == [str(paths.metrics(entry))]
+    assert _expand(evaluate["deps"][-1], entry) == str(paths.checkpoints(entry))
     ckpt = train["outs"][0][next(iter(train["outs"][0]))]
     assert ckpt == {"persist": True, "cache": False}
 
@@ -79,14 +94,22 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         assert names == ["epoch_0000.pt", "epoch_0001.pt", "epoch_0002.pt"]
         assert len(paths.train_log(entry).read_text().splitlines()) == 3  # header + 2 epochs
         assert json.loads(paths.train_metrics(entry).read_text())["epochs"] == 2
+        rows = list(csv.DictReader(paths.results(entry).open()))
+        assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # one row per checkpoint
+        metrics = json.loads(paths.metrics(entry).read_text())
+        assert list(metrics) == list(rows[-1]) == METRIC_KEYS
+        assert metrics["epoch"] == 2 and metrics["m"] == 200
+        assert metrics["certificate"] == pytest.approx(metrics["margin_error"] + metrics["ours"])
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"prepare", "train@2-2-0", "train@2-3-0"}
+    assert set(lock) == {"prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
+                         "evaluate@2-3-0"}
     assert lock["train@2-3-0"]["params"]["params.yaml"]["train"]["epochs"] == 2
     assert "up to date" in _dvc(work, "status").stdout
 
     # a new width: only its own stage runs, the others are untouched
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(grid={"widths": [2, 4]})))
     out = _dvc(work, "repro").stdout
-    assert "Running stage 'train@2-4-0'" in out
+    assert "Running stage 'train@2-4-0'" in out and "Running stage 'evaluate@2-4-0'" in out
     assert "Running stage 'train@2-2-0'" not in out and "Running stage 'prepare'" not in out
+    assert "Running stage 'evaluate@2-2-0'" not in out
     assert "up to date" in _dvc(work, "status").stdout

@@ -145,7 +145,7 @@ class BoundConfig:
     reference: Literal["zero", "init"] = "zero"  # reference weights of Graf and Ledent
     power_tol: float = 1e-6  # relative tolerance of the conv operator-norm power iteration
     power_max_iter: int = 20000
-    eval_batch_size: int = 1000
+    eval_batch_size: int = 256
 
     def check(self) -> None:
         _require(self.gamma > 0, "bound.gamma", self.gamma, "must be > 0")

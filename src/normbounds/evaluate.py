@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from normbounds import bounds, checkpoints
 from normbounds.config import Config
@@ -54,7 +55,8 @@ def data_pass(model: nn.Module, data: Split, loss_name: str, gamma: float, batch
     best = [torch.zeros((), device=data.x.device) for _ in specs]
     for start in range(0, len(data), batch_size):
         x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
-        logits, inputs = model.forward_with_inputs(x)  # (B, C), the input of every layer
+        with parametrize.cached():  # the weight-norm weights once per batch, not per use
+            logits, inputs = model.forward_with_inputs(x)  # (B, C), the input of every layer
         n_err += margin_errors(logits, y, 0.0).sum().item()
         n_margin += margin_errors(logits, y, gamma).sum().item()
         loss_sum += loss(logits.double(), y).item() * len(y)

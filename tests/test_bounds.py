@@ -1,0 +1,220 @@
+"""The bounds against hand-computed values, dense linear algebra, scaling and invariances."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from normbounds import bounds
+from normbounds.config import BoundConfig
+from normbounds.data import Split
+from normbounds.evaluate import data_pass, evaluate_model, margin_errors
+from normbounds.layers import UnsupportedLayerError, describe
+from normbounds.lipschitz import ConvergenceError, conv_operator_norm, reshaped_norm
+from normbounds.models import Arch, ConvNet
+
+SQ2 = math.sqrt(2.0)
+TIGHT = BoundConfig(power_tol=1e-12, power_max_iter=100000)
+
+
+def ones_net() -> ConvNet:
+    """CONV-2-1 on 1x4x4 inputs, all-ones 2x2 kernels, head rows (1,1,1,1) and (-1,-1,-1,-1)."""
+    net = ConvNet(Arch((1, 4, 4), 2, depth=2, width=1))
+    with torch.no_grad():
+        for conv in net.convs:  # W = g V / ||V||_F = 2 * ones / 2 = ones
+            conv.parametrizations.weight.original0.fill_(2.0)
+            conv.parametrizations.weight.original1.fill_(1.0)
+        net.head.weight.copy_(torch.tensor([[1.0, 1, 1, 1], [-1, -1, -1, -1]]))
+    return net
+
+
+# 100 all-ones images: every pixel has sum_i x^2 = 100, so P = 100, S = sqrt(1600) = 40
+ONES_STATS = {"m": 100, "num_classes": 2, "P": 100.0, "S": 40.0}
+
+
+def test_hand_computed_example():
+    out = bounds.compute(ones_net(), ONES_STATS, TIGHT, train_x=torch.ones(100, 1, 4, 4))
+    # sides 4 -> 3 -> 2; D = 3; Frobenius norms 2, 2, ||head||_F = sqrt(8) = 2 sqrt 2
+    assert [out[f"fro_l{i}"] for i in (1, 2, 3)] == pytest.approx([2, 2, 2 * SQ2])
+    assert out["rho"] == pytest.approx(8 * SQ2)  # 2 * 2 * 2 sqrt 2
+    # an all-ones 2x2 conv has A A^T = T (x) T with T the window-overlap matrix; on 4x4 inputs
+    # T = tridiag(1, 2, 1) of size 3 with top eigenvalue 2 + sqrt 2, so sigma_1 = 2 + sqrt 2;
+    # on 3x3 inputs T = [[2, 1], [1, 2]], eigenvalue 3, so sigma_2 = 3; the rank-one head:
+    # sigma_3 = ||(1,1,1,1)|| * ||(1,-1)|| = 2 sqrt 2
+    assert [out[f"sigma_l{i}"] for i in (1, 2, 3)] == pytest.approx([2 + SQ2, 3, 2 * SQ2],
+                                                                    rel=1e-10)
+    assert [out[f"deg_l{i}"] for i in (1, 2)] == [4, 4] and out["pred_l1"] == 4
+    # (2,1) norms: one input channel -> sum of |w| = 4; head: row norms 2 + 2
+    assert [out[f"l21_l{i}"] for i in (1, 2, 3)] == pytest.approx([4, 4, 4])
+    # b_l: input patches are four ones (norm 2); layer-1 outputs are 4, so patches of
+    # layer 2 have norm sqrt(4 * 16) = 8; layer-2 outputs are 16 on 2x2: sqrt(4 * 256) = 32
+    assert [out[f"b_l{i}"] for i in (1, 2, 3)] == pytest.approx([2, 8, 32])
+    assert (out["n_params"], out["n_max"], out["a_max"]) == (16, 8, 16)
+    # rho_G = (2 * 3) * (2 * 2) * 2 sqrt 2 = 48 sqrt 2 (n_1 = 3, n_2 = 2)
+    assert out["rho_golowich"] == pytest.approx(48 * SQ2)
+    # ours = 2 sqrt2 (8 sqrt2 + 1)/100 * (1 + sqrt(2 (3 log2 + 2 log4 + log2))) * sqrt(16 * 100)
+    #        + 3 sqrt(log(2 (8 sqrt2 + 2)^2 / 0.001) / 200) = 56.3866... + 4.6975... = 61.0842
+    assert out["ours"] == pytest.approx(61.08418771708542, rel=1e-12)
+    # golowich = 2 sqrt2 (48 sqrt2 + 1)/100 * (1 + sqrt(8 log 2)) * 40 + 3 sqrt(log(2 (48 sqrt2
+    #            + 2)^2 / 0.001) / 200) = 262.2968
+    assert out["golowich"] == pytest.approx(262.29675600549245, rel=1e-12)
+    # long_sedghi = 3 ((2 + sqrt2) 3 (2 sqrt2))^(1/3) sqrt(16/100) + sqrt(log(1000)/100)
+    assert out["long_sedghi"] == pytest.approx(3.9483584009409016, rel=1e-10)
+    # graf: C_l = 4 * (40/10) * prod(sigma) * 4 / sigma_l = 64 prod(sigma) / sigma_l, N_max = 8
+    #   2 (4/100 + 12 log(100)/10 sqrt(log 16) (sum_l C_l^(2/3))^(3/2)) + 3 sqrt(log(2000)/200)
+    assert out["graf"] == pytest.approx(57848.52534618543, rel=1e-10)
+    # ledent: a = (2, 2, 2 sqrt2), d = (4, 3, 1), b = (2, 8, 32, gamma = 1)
+    #   rho_1+ = max(3/32, 3 * 2 sqrt2 / 1) * 3 = 18 sqrt2; rho_2+ = 2 sqrt2 * 1; rho_3+ = 1
+    #   r = (2 * 18 sqrt2 * 2, 8 * 2 sqrt2 * 2, 32 * 1 * 2 sqrt2) = (72, 32, 64) sqrt2
+    #   Gamma = max(72 sqrt2 * 9, 32 sqrt2 * 4, 64 sqrt2 * 2) = 648 sqrt2, Wbar = 9
+    #   2 (4/100 + 768 R sqrt(log2(32 Gamma 100^2 + 7 * 9 * 100)) log(100) / 10) + 3 sqrt(...)
+    assert out["ledent"] == pytest.approx(1516171.217341703, rel=1e-10)
+
+
+def _dense(weight: torch.Tensor, shape: tuple[int, int, int], stride: int) -> torch.Tensor:
+    """The explicit matrix of x -> conv2d(x, weight, stride): column j is the image of e_j."""
+    n_in = math.prod(shape)
+    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *shape)
+    return torch.nn.functional.conv2d(basis, weight, stride=stride).reshape(n_in, -1).T
+
+
+@pytest.mark.parametrize(("kernel", "stride", "side"), [(2, 1, 6), (3, 1, 7), (2, 2, 6),
+                                                         (3, 2, 8), (3, 3, 9), (1, 1, 4)])
+def test_power_iteration_matches_dense_svd(kernel, stride, side):
+    gen = torch.Generator().manual_seed(kernel * 10 + stride)
+    weight = torch.randn(3, 2, kernel, kernel, generator=gen, dtype=torch.float64)
+    dense = _dense(weight, (2, side, side), stride)
+    exact = torch.linalg.matrix_norm(dense, ord=2).item()
+    res = conv_operator_norm(weight, (2, side, side), stride, tol=1e-6, max_iter=100000)
+    assert res.sigma == pytest.approx(exact, rel=2e-6)
+    assert res.sigma <= exact * (1 + 1e-12)  # power iteration approaches from below
+    assert exact >= reshaped_norm(weight) * (1 - 1e-12)  # the reshaped norm is a lower bound
+    assert res.sigma >= reshaped_norm(weight) * (1 - 1e-6)  # ... up to the tolerance
+    # Golowich's Toeplitz Frobenius norm: ||W||_F * n_l for any stride without padding
+    n_out = (side - kernel) // stride + 1
+    assert torch.linalg.norm(dense).item() == pytest.approx(weight.norm().item() * n_out)
+    # warm start from the previous vector converges at once to the same value
+    again = conv_operator_norm(weight, (2, side, side), stride, 1e-6, 100000, warm=res.vector)
+    assert again.sigma == pytest.approx(exact, rel=2e-6) and again.iterations <= res.iterations
+
+
+def test_power_iteration_cap_is_an_error():
+    weight = torch.randn(4, 4, 2, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConvergenceError, match="did not reach relative tolerance 1e-12 in 3"):
+        conv_operator_norm(weight, (4, 10, 10), 1, tol=1e-12, max_iter=3)
+
+
+def _random_net(seed: int = 0, **arch) -> ConvNet:
+    torch.manual_seed(seed)
+    return ConvNet(Arch(**{"in_shape": (1, 10, 10), "num_classes": 10, "depth": 2, "width": 4,
+                           **arch}))
+
+
+def test_scaling_one_layer_scales_rho_and_moves_ours_as_the_formula_says():
+    x = torch.rand(50, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    stats = {"m": 50, "num_classes": 10, "P": 12.0, "S": 30.0}
+    net = _random_net()
+    before = bounds.compute(net, stats, TIGHT, train_x=x)
+    t = 3.5
+    with torch.no_grad():
+        net.convs[1].parametrizations.weight.original0.mul_(t)  # W_2 -> t W_2
+    after = bounds.compute(net, stats, TIGHT, train_x=x)
+    # the network's weights are float32: products agree to float32 rounding
+    assert after["rho"] == pytest.approx(t * before["rho"], rel=1e-6)
+    assert after["fro_l2"] == pytest.approx(t * before["fro_l2"], rel=1e-6)
+    assert after["sigma_l2"] == pytest.approx(t * before["sigma_l2"], rel=1e-6)
+    assert after["fro_l1"] == before["fro_l1"] and after["sigma_l3"] == before["sigma_l3"]
+    expected = bounds.ours(math.log(t * before["rho"]), 3, [4, 4], [4, 4], 10, 12.0, 50, 1.0,
+                           0.001)
+    assert after["ours"] == pytest.approx(expected, rel=1e-6)
+    assert after["ours"] > before["ours"]
+
+
+def test_values_do_not_depend_on_the_evaluation_batch_size():
+    gen = torch.Generator().manual_seed(2)
+    train = Split(torch.rand(90, 1, 10, 10, generator=gen), torch.arange(90) % 10)
+    test = Split(torch.rand(40, 1, 10, 10, generator=gen), torch.arange(40) % 10)
+    stats = {"m": 90, "num_classes": 10, "P": 1.0, "S": 1.0}
+    net = _random_net(3)
+    rows = []
+    for batch in (7, 90, 1000):
+        cfg = _cfg_with(eval_batch_size=batch)
+        rows.append(evaluate_model(net, stats, cfg, train, test, "mse"))
+    for key in rows[0]:
+        assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-6), key
+        assert rows[2][key] == pytest.approx(rows[0][key], rel=1e-6), key
+
+
+def _cfg_with(**bound):
+    from conftest import tiny_params
+
+    from normbounds.config import parse_params
+
+    return parse_params(tiny_params(bound=bound))
+
+
+def test_margin_error_at_zero_is_the_error_and_ties_count():
+    logits = torch.randn(500, 10, generator=torch.Generator().manual_seed(4))  # no ties
+    y = torch.randint(0, 10, (500,), generator=torch.Generator().manual_seed(5))
+    error = (logits.argmax(1) != y).float().mean()
+    assert margin_errors(logits, y, 0.0).float().mean() == error
+    assert margin_errors(logits, y, 0.5).float().mean() > error
+    tied = torch.tensor([[1.0, 1.0, 0.0]])
+    assert margin_errors(tied, torch.tensor([0]), 0.0).item()  # a tie is an error
+    # margin: f_y = 2 beats the runner-up 1.5 by 0.5 -> error at gamma 0.5, not at 0.4
+    row = torch.tensor([[2.0, 1.5, -3.0]])
+    assert margin_errors(row, torch.tensor([0]), 0.5).item()
+    assert not margin_errors(row, torch.tensor([0]), 0.4).item()
+
+
+def test_data_pass_counts_by_hand():
+    net = ones_net()  # logits (s, -s) with s = sum of the layer-2 outputs > 0 for x > 0
+    data = Split(torch.ones(4, 1, 4, 4), torch.tensor([0, 0, 0, 1]))
+    res = data_pass(net, data, "mse", gamma=1.0, batch_size=3, patches=True)
+    assert res.error == 0.25 and res.margin_error == 0.25
+    # logits (64, -64): MSE against one-hot = mean of ((64-1)^2, 64^2) or (64^2, (-64-1)^2)
+    assert res.loss == pytest.approx((3 * (63**2 + 64**2) / 2 + (64**2 + 65**2) / 2) / 4)
+    assert res.patch_norms == pytest.approx([2, 8, 32])
+
+
+def test_reference_init_uses_distances():
+    x = torch.rand(20, 1, 10, 10, generator=torch.Generator().manual_seed(6))
+    stats = {"m": 20, "num_classes": 10, "P": 1.0, "S": 2.0}
+    net, init = _random_net(7), _random_net(8)
+    same = bounds.compute(net, stats, TIGHT, train_x=x, reference=net)
+    assert all(same[f"l21_l{i}"] == 0 and same[f"a_l{i}"] == 0 for i in (1, 2, 3))
+    moved = bounds.compute(net, stats, TIGHT, train_x=x, reference=init)
+    plain = bounds.compute(net, stats, TIGHT, train_x=x)
+    w, m = net.head.weight.detach().double(), init.head.weight.detach().double()
+    assert moved["a_l3"] == pytest.approx((w - m).norm().item())
+    assert moved["ours"] == plain["ours"]  # the paper's bound has no reference
+    assert moved["graf"] != plain["graf"]
+
+
+def test_compute_needs_the_training_inputs():
+    with pytest.raises(ValueError, match="pass patch_norms=... or train_x="):
+        bounds.compute(_random_net(), {"m": 1, "num_classes": 10, "P": 1, "S": 1}, TIGHT)
+
+
+class _WithExtra(ConvNet):
+    def __init__(self, extra: nn.Module | None = None, **conv_kwargs) -> None:
+        super().__init__(Arch((1, 10, 10), 10, 2, 4, weight_norm=False))
+        if conv_kwargs:
+            self.convs[0] = nn.Conv2d(1, 4, 2, **conv_kwargs)
+        if extra is not None:
+            self.extra = extra
+
+
+@pytest.mark.parametrize(("net", "message"), [
+    (_WithExtra(nn.BatchNorm2d(4)), "layer 'extra' (BatchNorm2d) is not covered"),
+    (_WithExtra(nn.MaxPool2d(2)), "layer 'extra' (MaxPool2d) is not covered"),
+    (_WithExtra(bias=True), "weight layer 1 (Conv2d) has a bias"),
+    (_WithExtra(bias=False, padding=1), "uses padding (1, 1)"),
+])
+def test_unsupported_layers_raise(net, message):
+    with pytest.raises(UnsupportedLayerError, match=re.escape(message)):
+        describe(net)

@@ -53,6 +53,9 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     assert [_expand(p, entry) for p in _names(evaluate["outs"])] == [str(paths.results(entry))]
     assert [_expand(p, entry) for p in _names(evaluate["metrics"])] == [str(paths.metrics(entry))]
     assert _expand(evaluate["deps"][-1], entry) == str(paths.checkpoints(entry))
+    assert _names(stages["figures"]["outs"]) == [str(p) for p in (
+        paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width, paths.layer_norms,
+        paths.summary_csv, paths.summary_md)]
     ckpt = train["outs"][0][next(iter(train["outs"][0]))]
     assert ckpt == {"persist": True, "cache": False}
 
@@ -102,7 +105,11 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         assert metrics["certificate"] == pytest.approx(metrics["margin_error"] + metrics["ours"])
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     assert set(lock) == {"prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
-                         "evaluate@2-3-0"}
+                         "evaluate@2-3-0", "figures"}
+    for path in (paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width,
+                 paths.layer_norms, paths.summary_csv):
+        assert path.stat().st_size > 0, path
+    assert "| CONV-2-3 | 1 |" in paths.summary_md.read_text()
     assert lock["train@2-3-0"]["params"]["params.yaml"]["train"]["epochs"] == 2
     assert "up to date" in _dvc(work, "status").stdout
 
@@ -111,5 +118,5 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
     out = _dvc(work, "repro").stdout
     assert "Running stage 'train@2-4-0'" in out and "Running stage 'evaluate@2-4-0'" in out
     assert "Running stage 'train@2-2-0'" not in out and "Running stage 'prepare'" not in out
-    assert "Running stage 'evaluate@2-2-0'" not in out
+    assert "Running stage 'evaluate@2-2-0'" not in out and "Running stage 'figures'" in out
     assert "up to date" in _dvc(work, "status").stdout

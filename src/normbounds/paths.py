@@ -54,5 +54,29 @@ class Paths:
         return self.root / "metrics" / f"{entry.name}.json"
 
     @property
-    def plots(self) -> Path:
-        return self.root / "plots"
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def summary_csv(self) -> Path:
+        return self.root / "reports" / "summary.csv"
+
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "reports" / "summary.md"
+
+    @property
+    def figure1_png(self) -> Path:
+        return self.root / "plots" / "figure1.png"
+
+    @property
+    def figure1_pdf(self) -> Path:
+        return self.root / "plots" / "figure1.pdf"
+
+    @property
+    def bounds_vs_width(self) -> Path:
+        return self.root / "plots" / "bounds_vs_width.png"
+
+    @property
+    def layer_norms(self) -> Path:
+        return self.root / "plots" / "layer_norms.png"

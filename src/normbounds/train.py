@@ -125,7 +125,7 @@ def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | 
     return None
 
 
-def _run_epoch(model: ConvNet, opt: torch.optim.Optimizer, data: Split, batch_size: int,
+def run_epoch(model: ConvNet, opt: torch.optim.Optimizer, data: Split, batch_size: int,
                loss: Callable, gen: torch.Generator, desc: str) -> float:
     """One pass over the shuffled train set; returns the mean train loss."""
     m = len(data)
@@ -180,7 +180,7 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
     for epoch in progress(range(start + 1, tc.epochs + 1), desc=f"train@{entry.name}",
                           unit="epoch", initial=start, total=tc.epochs):
         lr = opt.param_groups[0]["lr"]
-        mean_loss = _run_epoch(model, opt, data, tc.batch_size, loss, gen, f"epoch {epoch}")
+        mean_loss = run_epoch(model, opt, data, tc.batch_size, loss, gen, f"epoch {epoch}")
         if not math.isfinite(mean_loss):
             raise TrainingError(f"train@{entry.name}: the train loss became {mean_loss} at epoch"
                                 f" {epoch} (lr {lr}); the last good checkpoint stays in {folder}")

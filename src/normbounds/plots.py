@@ -1,0 +1,132 @@
+"""Figures: the paper's Figure 1, bounds against width, per-layer norms.
+
+Each function takes the tidy results frame of `reports.load_results`, writes
+its files and returns the matplotlib figure (tests inspect its axes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from normbounds.reports import BOUNDS, LABELS, final_rows  # noqa: E402
+
+CURVES = BOUNDS + ["train_error", "test_error", "gap"]
+STYLE = {"ours": ("tab:red", "-"), "golowich": ("tab:blue", "-"),
+         "long_sedghi": ("tab:green", "-"), "graf": ("tab:purple", "-"),
+         "ledent": ("tab:brown", "-"), "train_error": ("black", "--"),
+         "test_error": ("tab:gray", "--"), "gap": ("tab:orange", ":")}
+HIDDEN_NOTE = "▼ on the axis: value ≤ 0, not drawable on a log scale"
+
+
+def _panel_grid(depths: list[int], widths: list[int], size: float = 3.4):
+    fig, axes = plt.subplots(len(depths), len(widths), squeeze=False, sharex=True,
+                             figsize=(size * len(widths) + 0.6, size * len(depths) + 1.2))
+    return fig, axes
+
+
+def _curve(ax, group: pd.DataFrame, key: str) -> bool:
+    """Seed mean with a min-max band on a log2 axis; values <= 0 become markers on the
+    x axis. Returns whether any point was hidden."""
+    color, style = STYLE[key]
+    stats = group.groupby("epoch")[key].agg(["mean", "min", "max"])
+    epochs, mean = stats.index.to_numpy(), stats["mean"].to_numpy()
+    drawable = mean > 0
+    ax.plot(epochs, np.where(drawable, mean, np.nan), color=color, ls=style, lw=1.6,
+            label=LABELS[key])
+    if group["seed"].nunique() > 1:
+        low = np.where(stats["min"] > 0, stats["min"], np.nan)
+        ax.fill_between(epochs, low, stats["max"], color=color, alpha=0.15, lw=0)
+    if not drawable.all():
+        ax.plot(epochs[~drawable], np.zeros((~drawable).sum()), "v", color=color, ms=5,
+                transform=ax.get_xaxis_transform(), clip_on=False)
+    return not drawable.all()
+
+
+def figure1(results: pd.DataFrame, png: Path, pdf: Path) -> plt.Figure:
+    """One panel per (depth, width), titled CONV-L-H: the five bounds, the errors and the
+    gap over epochs, y on a log2 scale, one shared legend under the panels."""
+    depths, widths = sorted(results["depth"].unique()), sorted(results["width"].unique())
+    fig, axes = _panel_grid(depths, widths)
+    hidden = False
+    for (depth, width), group in results.groupby(["depth", "width"]):
+        ax = axes[depths.index(depth)][widths.index(width)]
+        for key in CURVES:
+            hidden |= _curve(ax, group, key)
+        ax.set_yscale("log", base=2)
+        ax.set_title(f"CONV-{depth}-{width}")
+        ax.grid(alpha=0.3, which="major")
+        ax.set_xlabel("epoch")
+    for row in axes:
+        row[0].set_ylabel("value (log2 scale)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seeds = results["seed"].nunique()
+    title = f"mean over {seeds} seeds, band: min to max" if seeds > 1 else "one seed"
+    if hidden:
+        title += "; " + HIDDEN_NOTE
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, title=title,
+               fontsize=9, title_fontsize=9)
+    fig.tight_layout(rect=(0, 0.14 if len(depths) == 1 else 0.08, 1, 1))
+    _save(fig, png, pdf)
+    return fig
+
+
+def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
+    """Final value of each bound against width, one panel per depth, log scale."""
+    last = final_rows(results)
+    depths = sorted(last["depth"].unique())
+    fig, axes = plt.subplots(1, len(depths), squeeze=False, figsize=(4.5 * len(depths), 3.8))
+    for ax, depth in zip(axes[0], depths, strict=True):
+        sub = last[last["depth"] == depth].groupby("width")[BOUNDS].mean()
+        for key in BOUNDS:
+            ax.plot(sub.index, sub[key], "o-", color=STYLE[key][0], label=LABELS[key])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xticks(sub.index, [str(w) for w in sub.index])
+        ax.set_title(f"CONV-{depth}-H, final epoch")
+        ax.set_xlabel("width H")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("bound (log2 scale)")
+    axes[0][-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    _save(fig, png)
+    return fig
+
+
+def layer_norms(results: pd.DataFrame, png: Path) -> plt.Figure:
+    """Per-layer Frobenius (solid) and operator (dashed) norms over training, per entry."""
+    depths, widths = sorted(results["depth"].unique()), sorted(results["width"].unique())
+    fig, axes = _panel_grid(depths, widths, size=3.2)
+    for (depth, width), group in results.groupby(["depth", "width"]):
+        ax = axes[depths.index(depth)][widths.index(width)]
+        means = group.groupby("epoch").mean(numeric_only=True)
+        for layer in range(1, depth + 2):
+            color = plt.cm.viridis(layer / (depth + 2))
+            name = "head" if layer == depth + 1 else f"layer {layer}"
+            ax.plot(means.index, means[f"fro_l{layer}"], color=color, label=f"{name} ‖W‖_F")
+            ax.plot(means.index, means[f"sigma_l{layer}"], color=color, ls="--",
+                    label=f"{name} σ")
+        ax.set_yscale("log", base=2)
+        ax.set_title(f"CONV-{depth}-{width}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
+    fig.tight_layout()
+    _save(fig, png)
+    return fig
+
+
+def _save(fig: plt.Figure, *paths: Path) -> None:
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=130, metadata={"CreationDate": None} if path.suffix == ".pdf"
+                    else {"Software": None})
+        tmp.replace(path)

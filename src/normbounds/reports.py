@@ -1,0 +1,79 @@
+"""Results tables: per-entry CSVs -> one tidy frame, and the summary table.
+
+`load_results` stacks every results/<entry>.csv with its depth, width and
+seed; `summary` reduces the last checkpoint of each run to one row per depth
+and width (mean and spread over seeds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from normbounds.config import Entry
+from normbounds.io import ArtifactError, write_text
+from normbounds.paths import Paths
+
+BOUNDS = ["ours", "golowich", "long_sedghi", "graf", "ledent"]
+LABELS = {"ours": "Our bound", "golowich": "Golowich et al. 2020",
+          "long_sedghi": "Long & Sedghi 2020", "graf": "Graf et al. 2022",
+          "ledent": "Ledent et al. 2021", "train_error": "Train error",
+          "test_error": "Test error", "gap": "Generalization gap"}
+SUMMARY_COLUMNS = ["train_error", "test_error", "gap", "margin_error", "ours", "certificate"]
+
+
+def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
+    """Every entry's results CSV, with depth, width and seed columns; epochs in order."""
+    frames = []
+    for entry in entries:
+        path = paths.results(entry)
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (run `dvc repro evaluate@{entry.name}`)")
+        frame = pd.read_csv(path)
+        frames.append(frame.assign(depth=entry.depth, width=entry.width, seed=entry.seed))
+    return pd.concat(frames, ignore_index=True).sort_values(["depth", "width", "seed", "epoch"])
+
+
+def final_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The last checkpoint of every run."""
+    return results.groupby(["depth", "width", "seed"], as_index=False).tail(1)
+
+
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per depth and width: mean and (max - min)/2 over seeds of the final values,
+    the non-vacuous verdict and each prior bound's ratio to ours."""
+    last = final_rows(results).copy()
+    for name in BOUNDS[1:]:
+        last[f"{name}_over_ours"] = last[name] / last["ours"]
+    cols = SUMMARY_COLUMNS + BOUNDS[1:] + [f"{n}_over_ours" for n in BOUNDS[1:]]
+    grouped = last.groupby(["depth", "width"])
+    table = grouped[cols].mean()
+    spread = (grouped[cols].max() - grouped[cols].min()) / 2
+    table = table.join(spread.add_suffix("_spread"))
+    table["seeds"] = grouped.size()
+    table["non_vacuous"] = grouped["certificate"].max() < 1.0  # every seed below 1
+    return table.reset_index()
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """The summary as a Markdown table (mean +- half range over seeds)."""
+    def cell(row: pd.Series, col: str) -> str:
+        text = f"{row[col]:.4g}"
+        return text + (f" ± {row[col + '_spread']:.2g}" if row["seeds"] > 1 else "")
+
+    shown = SUMMARY_COLUMNS + BOUNDS[1:]
+    head = ["CONV-L-H", "seeds"] + shown + ["non-vacuous"] + [f"{b}/ours" for b in BOUNDS[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for _, row in table.iterrows():
+        cells = [f"CONV-{row['depth']}-{row['width']}", str(row["seeds"])]
+        cells += [cell(row, c) for c in shown]
+        cells += ["yes" if row["non_vacuous"] else "no"]
+        cells += [f"{row[f'{b}_over_ours']:.3g}" for b in BOUNDS[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path) -> None:
+    write_text(table.to_csv(index=False, float_format="%.8g"), csv_path)
+    write_text(summary_markdown(table), md_path)

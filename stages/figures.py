@@ -1,0 +1,23 @@
+"""Stage `figures`: results/<entry>.csv -> Figure 1, bounds vs width, layer norms, summary."""
+
+from normbounds import plots
+from normbounds.config import load_params
+from normbounds.paths import Paths
+from normbounds.reports import load_results, summary, write_summary
+from normbounds.runtime import run_stage
+
+
+def main() -> None:
+    paths = Paths()
+    cfg = load_params(paths.params)
+    results = load_results(paths, cfg.entries())
+    plots.figure1(results, paths.figure1_png, paths.figure1_pdf)
+    plots.bounds_vs_width(results, paths.bounds_vs_width)
+    plots.layer_norms(results, paths.layer_norms)
+    table = summary(results)
+    write_summary(table, paths.summary_csv, paths.summary_md)
+    print(paths.summary_md.read_text(), end="")
+
+
+if __name__ == "__main__":
+    run_stage(main)

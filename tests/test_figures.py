@@ -1,0 +1,71 @@
+"""Figures and summary on a small synthetic results set."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from normbounds import plots
+from normbounds.config import Entry
+from normbounds.paths import Paths
+from normbounds.reports import load_results, summary, summary_markdown
+
+ENTRIES = [Entry(2, w, s) for w in (4, 8) for s in (0, 1)]
+
+
+def _write_results(paths: Paths) -> None:
+    for entry in ENTRIES:
+        scale = entry.width * (1 + entry.seed)
+        rows = []
+        for epoch in (0, 1, 5):
+            train_error = 0.0 if epoch == 5 else 0.5 / (epoch + 1)  # an error of 0: hidden
+            test_error = 0.1 if epoch == 5 else 0.4 / (epoch + 1)
+            row = {"epoch": epoch, "train_error": train_error, "test_error": test_error,
+                   "gap": test_error - train_error, "margin_error": 0.2, "ours": 0.5 * scale,
+                   "certificate": 0.2 + 0.5 * scale, "golowich": 100.0 * scale,
+                   "long_sedghi": 3.0 * scale, "graf": 50.0 * scale, "ledent": 1e4 * scale}
+            row |= {f"{k}_l{i}": float(i + epoch + 1) for k in ("fro", "sigma")
+                    for i in (1, 2, 3)}
+            rows.append(row)
+        rows[1]["gap"] = -0.05  # a negative gap must not break the log plot
+        paths.results(entry).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(paths.results(entry), index=False)
+
+
+@pytest.fixture
+def results(tmp_path):
+    paths = Paths(tmp_path)
+    _write_results(paths)
+    return load_results(paths, ENTRIES)
+
+
+def test_figure1_has_one_panel_per_entry_and_marks_hidden_points(tmp_path, results):
+    fig = plots.figure1(results, tmp_path / "f.png", tmp_path / "f.pdf")
+    titles = sorted(ax.get_title() for ax in fig.axes)
+    assert titles == ["CONV-2-4", "CONV-2-8"]
+    assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [plots.LABELS[k] for k in plots.CURVES]
+    assert plots.HIDDEN_NOTE in legend.get_title().get_text()
+    assert "mean over 2 seeds" in legend.get_title().get_text()
+    assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.pdf").stat().st_size > 0
+
+
+def test_other_figures(tmp_path, results):
+    fig = plots.bounds_vs_width(results, tmp_path / "w.png")
+    assert [len(ax.lines) for ax in fig.axes] == [5]
+    fig = plots.layer_norms(results, tmp_path / "n.png")
+    assert [len(ax.lines) for ax in fig.axes] == [6, 6]  # 3 layers x (Frobenius, sigma)
+    assert (tmp_path / "w.png").is_file() and (tmp_path / "n.png").is_file()
+
+
+def test_summary_matches_the_last_rows(results):
+    table = summary(results)
+    assert list(zip(table["depth"], table["width"], strict=True)) == [(2, 4), (2, 8)]
+    row = table.iloc[1]  # width 8: ours 0.5 * 8 * (1, 2) -> mean 6, half range 2
+    assert row["ours"] == pytest.approx(6.0) and row["ours_spread"] == pytest.approx(2.0)
+    assert row["test_error"] == pytest.approx(0.1) and row["seeds"] == 2
+    assert row["golowich_over_ours"] == pytest.approx(200.0)
+    assert not row["non_vacuous"]  # certificates 4.2 and 8.2
+    markdown = summary_markdown(table)
+    assert "| CONV-2-8 | 2 |" in markdown and "6 ± 2" in markdown

@@ -1,19 +1,15 @@
 """Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors and the five bounds."""
 
-import argparse
-
-from normbounds.config import Entry, load_params
+from normbounds.config import load_params
 from normbounds.data import load_split
 from normbounds.evaluate import evaluate_run, write_results
 from normbounds.io import read_json
 from normbounds.paths import Paths
-from normbounds.runtime import resolve_device, run_stage
+from normbounds.runtime import entry_from_argv, resolve_device, run_stage
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("entry", help="grid entry <depth>-<width>-<seed>, e.g. 3-16-0")
-    entry = Entry.parse(parser.parse_args().entry)
+    entry = entry_from_argv(__doc__)
     paths = Paths()
     cfg = load_params(paths.params)
     device = resolve_device(cfg.base.device)

@@ -1,20 +1,16 @@
 """Stage `train@<depth>-<width>-<seed>`: train one grid entry, checkpoints + loss log."""
 
-import argparse
-
-from normbounds.config import Entry, load_params
+from normbounds.config import load_params
 from normbounds.data import load_split
 from normbounds.io import read_json
 from normbounds.models import arch_for
 from normbounds.paths import Paths
-from normbounds.runtime import resolve_device, run_stage
+from normbounds.runtime import entry_from_argv, resolve_device, run_stage
 from normbounds.train import file_digest, train_entry, write_history
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("entry", help="grid entry <depth>-<width>-<seed>, e.g. 3-16-0")
-    entry = Entry.parse(parser.parse_args().entry)
+    entry = entry_from_argv(__doc__)
     paths = Paths()
     cfg = load_params(paths.params)
     device = resolve_device(cfg.base.device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from normbounds.config import ConfigError
+from normbounds.config import ConfigError, Entry
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -38,3 +39,10 @@ def run_stage(main: Callable[[], None]) -> None:
     except (ConfigError, DatasetError, ArtifactError, TrainingError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+
+
+def entry_from_argv(description: str | None) -> Entry:
+    """The grid entry named on the command line of a per-entry stage."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("entry", help="grid entry <depth>-<width>-<seed>, e.g. 3-16-0")
+    return Entry.parse(parser.parse_args().entry)

@@ -13,9 +13,11 @@ from normbounds import bounds
 from normbounds.config import BoundConfig
 from normbounds.data import Split
 from normbounds.evaluate import data_pass, evaluate_model, margin_errors
+from normbounds.io import save_torch
 from normbounds.layers import UnsupportedLayerError, describe
 from normbounds.lipschitz import ConvergenceError, conv_operator_norm, reshaped_norm
 from normbounds.models import Arch, ConvNet
+from normbounds.paths import Paths
 
 SQ2 = math.sqrt(2.0)
 TIGHT = BoundConfig(power_tol=1e-12, power_max_iter=100000)
@@ -195,9 +197,15 @@ def test_reference_init_uses_distances():
     assert moved["graf"] != plain["graf"]
 
 
-def test_compute_needs_the_training_inputs():
+def test_compute_reads_the_prepared_inputs_or_says_what_it_needs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stats = {"m": 30, "num_classes": 10, "P": 1.0, "S": 1.0}
     with pytest.raises(ValueError, match="pass patch_norms=... or train_x="):
-        bounds.compute(_random_net(), {"m": 1, "num_classes": 10, "P": 1, "S": 1}, TIGHT)
+        bounds.compute(_random_net(), stats, TIGHT)
+    x = torch.rand(30, 1, 10, 10, generator=torch.Generator().manual_seed(9))
+    save_torch({"x": x, "y": torch.zeros(30, dtype=torch.long)}, Paths().train_data)
+    implicit = bounds.compute(_random_net(), stats, TIGHT)  # a notebook at the pipeline root
+    assert implicit == bounds.compute(_random_net(), stats, TIGHT, train_x=x)
 
 
 class _WithExtra(ConvNet):

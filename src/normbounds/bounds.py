@@ -207,6 +207,19 @@ def measure_patch_norms(model: nn.Module, x: torch.Tensor, batch_size: int) -> l
     return [v ** 0.5 for v in best]
 
 
+def _default_train_inputs() -> torch.Tensor:
+    """The prepared training inputs of the pipeline in the current folder, for notebooks."""
+    from normbounds.data import load_split
+    from normbounds.paths import Paths
+
+    path = Paths().train_data
+    if not path.is_file():
+        raise ValueError(f"ledent needs the input-patch norms b_l: pass patch_norms=... or"
+                         f" train_x=<the prepared training inputs>, or run from a pipeline"
+                         f" folder holding {path}")
+    return load_split(path).x
+
+
 def _reference_weights(specs: list[LayerSpec], reference: nn.Module | None) -> list[torch.Tensor]:
     if reference is None:
         return [torch.zeros_like(s.weight) for s in specs]
@@ -224,7 +237,8 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
 
     stats: stats.json of the prepare stage (m, num_classes, P, S). Ledent's b_l
     needs the training inputs: pass `patch_norms` (measured in the error pass)
-    or `train_x` (the prepared train tensors) to measure them here. `reference`:
+    or `train_x` (the prepared train tensors) to measure them here; with
+    neither, the prepared train split in the current folder is read. `reference`:
     the network whose weights are M_l for Graf and Ledent (None: M_l = 0).
     `warm`: power-iteration vectors per layer, read and updated in place.
     Per-layer keys end in _l<index>, 1-based; the head is layer D.
@@ -233,9 +247,9 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
     specs = describe(model)
     if patch_norms is None:
         if train_x is None:
-            raise ValueError("ledent needs the input-patch norms b_l: pass patch_norms=... or"
-                             " train_x=<the prepared training inputs>")
-        patch_norms = measure_patch_norms(model, train_x, bc.eval_batch_size)
+            train_x = _default_train_inputs()
+        patch_norms = measure_patch_norms(model, train_x.to(specs[0].weight.device),
+                                          bc.eval_batch_size)
     m, n_classes, d = int(stats["m"]), int(stats["num_classes"]), len(specs)
     convs = specs[:-1]
     fro = [frobenius(s.weight) for s in specs]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from normbounds.config import parse_params
 
@@ -71,3 +77,49 @@ def tiny_params(**sections: dict) -> dict:
 @pytest.fixture
 def tiny_cfg():
     return parse_params(tiny_params())
+
+
+# Everything a pipeline run writes; a failed run must leave all of it as it was.
+OUTPUT_DIRS = ("data", "checkpoints", "logs", "metrics", "results", "plots", "reports")
+
+
+def make_pipeline(work: Path, params: dict, *folders: str) -> Path:
+    """A fresh git + DVC repository holding this pipeline (plus `folders`) and `params`."""
+    work.mkdir(parents=True)
+    for name in ("stages", "src", *folders):
+        shutil.copytree(REPO / name, work / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
+    write_params(work, params)
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    dvc(work, "init", "-q")
+    return work
+
+
+def write_params(work: Path, params: dict) -> None:
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """This interpreter's folder first on PATH (DVC stages call `python`), no analytics."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", **extra}
+
+
+def dvc(work: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run `dvc <args>` in `work`; with check, a non-zero exit fails the test with its output."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=work,
+                          env=subprocess_env(**env), capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def tree_digest(work: Path) -> dict[str, str]:
+    """sha256 of every file under the output folders, by relative path."""
+    out = {}
+    for folder in OUTPUT_DIRS:
+        for path in sorted((work / folder).rglob("*")):
+            if path.is_file():
+                out[str(path.relative_to(work))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

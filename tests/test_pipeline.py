@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import REPO, tiny_params
+from conftest import REPO, dvc, make_pipeline, tiny_params
 
 from normbounds.config import Entry
 from normbounds.paths import Paths
@@ -60,33 +56,14 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     assert ckpt == {"persist": True, "cache": False}
 
 
-def _dvc(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
 @pytest.fixture
 def pipeline_copy(tmp_path: Path) -> Path:
-    """A fresh git + DVC repository holding this pipeline with tiny params."""
-    work = tmp_path / "repo"
-    work.mkdir()
-    for name in ("stages", "src"):
-        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns("__pycache__",
-                                                                               "*.egg-info"))
-    shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
-    (work / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    _dvc(work, "init", "-q")
-    return work
+    return make_pipeline(tmp_path / "repo", tiny_params())
 
 
 def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path):
     work = pipeline_copy
-    _dvc(work, "repro")
+    dvc(work, "repro")
     paths = Paths(work)
     stats = json.loads(paths.stats.read_text())
     assert stats["m"] == 200 and stats["n_test"] == 100 and stats["input_shape"] == [1, 28, 28]
@@ -111,12 +88,12 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         assert path.stat().st_size > 0, path
     assert "| CONV-2-3 | 1 |" in paths.summary_md.read_text()
     assert lock["train@2-3-0"]["params"]["params.yaml"]["train"]["epochs"] == 2
-    assert "up to date" in _dvc(work, "status").stdout
+    assert "up to date" in dvc(work, "status").stdout
 
     # a new width: only its own stage runs, the others are untouched
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(grid={"widths": [2, 4]})))
-    out = _dvc(work, "repro").stdout
+    out = dvc(work, "repro").stdout
     assert "Running stage 'train@2-4-0'" in out and "Running stage 'evaluate@2-4-0'" in out
     assert "Running stage 'train@2-2-0'" not in out and "Running stage 'prepare'" not in out
     assert "Running stage 'evaluate@2-2-0'" not in out and "Running stage 'figures'" in out
-    assert "up to date" in _dvc(work, "status").stdout
+    assert "up to date" in dvc(work, "status").stdout

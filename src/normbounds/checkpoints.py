@@ -8,6 +8,7 @@ RNG states, so a run can be evaluated, rebuilt or resumed from any of them.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,15 @@ def list_epochs(folder: Path) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.fullmatch(p.name))]
     return sorted(found)
+
+
+def is_intact(path: Path) -> bool:
+    """A complete zip whose every member passes its CRC check (reads, but unpickles nothing)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return False
 
 
 def save(state: dict[str, Any], folder: Path) -> Path:

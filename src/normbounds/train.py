@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from normbounds import checkpoints
 from normbounds.config import Config, Entry
 from normbounds.data import Split
-from normbounds.io import ArtifactError, write_json, write_text
+from normbounds.io import write_json, write_text
 from normbounds.models import Arch, ConvNet
 from normbounds.runtime import progress
 
@@ -101,28 +101,47 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def clear(folder: Path) -> None:
-    """Remove checkpoints and stray temporary files, keep the folder."""
-    for _, path in checkpoints.list_epochs(folder):
-        path.unlink()
+def remove_partial(folder: Path) -> None:
+    """Delete half-written checkpoints (io's temporary files) that a kill left behind."""
     for tmp in Path(folder).glob(".epoch_*.tmp"):
         tmp.unlink()
 
 
+def clear(folder: Path) -> None:
+    """Remove checkpoints and stray temporary files, keep the folder."""
+    for _, path in checkpoints.list_epochs(folder):
+        path.unlink()
+    remove_partial(folder)
+
+
+def _drop_damaged(folder: Path, log: Callable[[str], None]) -> None:
+    """Delete the first damaged checkpoint and all later ones; training writes them again.
+
+    Resuming past a damaged file would leave a hole in the run that evaluate
+    cannot fill, so the run goes back to the last checkpoint before it.
+    """
+    saved = checkpoints.list_epochs(folder)
+    bad = next((i for i, (_, path) in enumerate(saved) if not checkpoints.is_intact(path)), None)
+    if bad is None:
+        return
+    log(f"{saved[bad][1]} is truncated or corrupt: it and the {len(saved) - bad - 1} later"
+        " checkpoint(s) will be written again")
+    for _, path in saved[bad:]:
+        path.unlink()
+
+
 def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | None:
-    """The newest readable checkpoint made with this exact config, else None."""
-    for _, path in reversed(checkpoints.list_epochs(folder)):
-        try:
-            state = checkpoints.load_state(path)
-        except ArtifactError as err:
-            log(f"skipping unreadable checkpoint: {err}")
-            continue
-        if state["config"] != fp:
-            changes = "; ".join(_differences(state["config"], fp)[:5])
-            log(f"{folder} was trained with a different config ({changes}): starting fresh")
-            return None
-        return state
-    return None
+    """The newest intact checkpoint, if it was made with this exact config, else None."""
+    _drop_damaged(folder, log)
+    saved = checkpoints.list_epochs(folder)
+    if not saved:
+        return None
+    state = checkpoints.load_state(saved[-1][1])  # intact zip, so an error here is a real one
+    if state["config"] != fp:
+        changes = "; ".join(_differences(state["config"], fp)[:5])
+        log(f"{folder} was trained with a different config ({changes}): starting fresh")
+        return None
+    return state
 
 
 def run_epoch(model: ConvNet, opt: torch.optim.Optimizer, data: Split, batch_size: int,
@@ -150,7 +169,11 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
     """
     tc = cfg.train
     fp = fingerprint(cfg, entry, data_digest)
+    # every generator that goes into a checkpoint starts from the entry's seed, so the
+    # files themselves (not only the weights) are identical across runs and resumes
     torch.manual_seed(entry.seed)
+    np.random.seed(entry.seed)
+    random.seed(entry.seed)
     model = ConvNet(arch).to(data.x.device)
     opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                           weight_decay=tc.weight_decay)
@@ -164,6 +187,7 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "rng": _rng_state(gen)}
 
+    remove_partial(folder)
     state = _resume_point(folder, fp, log)
     if state is None:
         clear(folder)

@@ -149,6 +149,7 @@ BAD = {
 def test_bad_params_fail_before_any_work(repo: Path, case: str):
     params, fragment = BAD[case]
     before = tree_digest(repo)
+    lock = (repo / "dvc.lock").read_bytes()
     write_params(repo, params)
     try:
         proc = dvc(repo, "repro", check=False, **NO_CUDA)
@@ -159,4 +160,4 @@ def test_bad_params_fail_before_any_work(repo: Path, case: str):
     assert "Traceback" not in proc.stderr
     if case == "missing data set":
         assert "set data.download: true" in proc.stderr
-    _assert_clean(repo, before)
+    assert tree_digest(repo) == before and (repo / "dvc.lock").read_bytes() == lock

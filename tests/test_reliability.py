@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import signal
 import subprocess
 import sys
@@ -145,8 +146,41 @@ BAD = {
 }
 
 
+# which stage scripts must refuse each case: a params error stops every stage
+STAGES = ["prepare.py", "train.py", "evaluate.py", "figures.py"]
+ONLY = {"missing data set": ["prepare.py"], "cuda without CUDA": ["train.py", "evaluate.py"]}
+
+
+def _run_stage_in_process(repo: Path, script: str, monkeypatch) -> int:
+    """What `python stages/<script> <entry>` does, without a fresh interpreter per case."""
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(sys, "argv", [script, ENTRY])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(repo / "stages" / script), run_name="__main__")
+    return exit_info.value.code
+
+
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_params_fail_before_any_work(repo: Path, case: str):
+def test_bad_params_stop_every_stage_before_any_work(repo: Path, case: str, monkeypatch,
+                                                     capsys):
+    params, fragment = BAD[case]
+    before = tree_digest(repo)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    write_params(repo, params)
+    try:
+        for script in ONLY.get(case, STAGES):
+            assert _run_stage_in_process(repo, script, monkeypatch) == 1, script
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and fragment in err, (script, err)
+            assert err.count("\n") == 1  # one line, no traceback
+    finally:
+        write_params(repo, PARAMS)
+    assert tree_digest(repo) == before
+
+
+@pytest.mark.parametrize("case", ["lr <= 0", "delta", "missing data set", "cuda without CUDA"])
+def test_bad_params_through_dvc_repro_change_nothing(repo: Path, case: str):
+    # DVC deletes a stage's outputs before running it unless they are `persist: true`
     params, fragment = BAD[case]
     before = tree_digest(repo)
     lock = (repo / "dvc.lock").read_bytes()
@@ -156,8 +190,7 @@ def test_bad_params_fail_before_any_work(repo: Path, case: str):
     finally:
         write_params(repo, PARAMS)
     assert proc.returncode != 0
-    assert fragment in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert fragment in proc.stderr and "Traceback" not in proc.stderr
     if case == "missing data set":
         assert "set data.download: true" in proc.stderr
     assert tree_digest(repo) == before and (repo / "dvc.lock").read_bytes() == lock

@@ -1,17 +1,14 @@
 """Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors and the five bounds."""
 
-from normbounds.config import load_params
 from normbounds.data import load_split
 from normbounds.evaluate import evaluate_run, write_results
 from normbounds.io import read_json
-from normbounds.paths import Paths
-from normbounds.runtime import entry_from_argv, resolve_device, run_stage
+from normbounds.runtime import resolve_device, run_stage, stage_args, stage_config
 
 
 def main() -> None:
-    entry = entry_from_argv(__doc__)
-    paths = Paths()
-    cfg = load_params(paths.params)
+    entry, paths = stage_args(__doc__)
+    cfg = stage_config(paths)
     device = resolve_device(cfg.base.device)
     stats = read_json(paths.stats)
     train = load_split(paths.train_data).to(device)

@@ -1,15 +1,13 @@
 """Stage `figures`: results/<entry>.csv -> Figure 1, bounds vs width, layer norms, summary."""
 
 from normbounds import plots
-from normbounds.config import load_params
-from normbounds.paths import Paths
 from normbounds.reports import load_results, summary, write_summary
-from normbounds.runtime import run_stage
+from normbounds.runtime import run_stage, stage_args, stage_config
 
 
 def main() -> None:
-    paths = Paths()
-    cfg = load_params(paths.params)
+    _, paths = stage_args(__doc__, with_entry=False)
+    cfg = stage_config(paths)
     results = load_results(paths, cfg.entries())
     plots.figure1(results, paths.figure1_png, paths.figure1_pdf)
     plots.bounds_vs_width(results, paths.bounds_vs_width)

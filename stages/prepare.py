@@ -1,15 +1,13 @@
 """Stage `prepare`: data set -> data/prepared/{train,test}.pt and stats.json (m, C, P, S, X)."""
 
-from normbounds.config import load_params
 from normbounds.data import prepare
 from normbounds.io import save_torch, write_json
-from normbounds.paths import Paths
-from normbounds.runtime import run_stage
+from normbounds.runtime import run_stage, stage_args, stage_config
 
 
 def main() -> None:
-    paths = Paths()
-    cfg = load_params(paths.params)
+    _, paths = stage_args(__doc__, with_entry=False)
+    cfg = stage_config(paths)
     train, test, stats = prepare(cfg.data)
     save_torch({"x": train.x, "y": train.y}, paths.train_data)
     save_torch({"x": test.x, "y": test.y}, paths.test_data)

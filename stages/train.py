@@ -1,18 +1,15 @@
 """Stage `train@<depth>-<width>-<seed>`: train one grid entry, checkpoints + loss log."""
 
-from normbounds.config import load_params
 from normbounds.data import load_split
 from normbounds.io import read_json
 from normbounds.models import arch_for
-from normbounds.paths import Paths
-from normbounds.runtime import entry_from_argv, resolve_device, run_stage
+from normbounds.runtime import resolve_device, run_stage, stage_args, stage_config
 from normbounds.train import file_digest, train_entry, write_history
 
 
 def main() -> None:
-    entry = entry_from_argv(__doc__)
-    paths = Paths()
-    cfg = load_params(paths.params)
+    entry, paths = stage_args(__doc__)
+    cfg = stage_config(paths)
     device = resolve_device(cfg.base.device)
     stats = read_json(paths.stats)
     arch = arch_for(entry.depth, entry.width, cfg.model, stats)

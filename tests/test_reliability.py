@@ -154,7 +154,8 @@ ONLY = {"missing data set": ["prepare.py"], "cuda without CUDA": ["train.py", "e
 def _run_stage_in_process(repo: Path, script: str, monkeypatch) -> int:
     """What `python stages/<script> <entry>` does, without a fresh interpreter per case."""
     monkeypatch.chdir(repo)
-    monkeypatch.setattr(sys, "argv", [script, ENTRY])
+    per_entry = script in ("train.py", "evaluate.py")
+    monkeypatch.setattr(sys, "argv", [script, ENTRY] if per_entry else [script])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(repo / "stages" / script), run_name="__main__")
     return exit_info.value.code

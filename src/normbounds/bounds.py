@@ -171,12 +171,12 @@ def lipschitz_constants(
 
     bound.lipschitz = operator: the conv operator norm on the layer's input
     shape (never below the reshaped norm, its lower bound); reshaped: the
-    original study's reshaped-kernel norm. The head: its
+    original study's reshaped-kernel norm. Dense layers and the head: their
     spectral norm. `warm` (layer index -> vector) is read and updated in place.
     """
     sigmas, iters = [], []
     for spec in specs:
-        if spec.kind == "head":
+        if spec.kind != "conv":
             sigmas.append(spectral_norm(spec.weight))
             iters.append(0)
         elif cfg.lipschitz == "reshaped":
@@ -251,7 +251,9 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
         patch_norms = measure_patch_norms(model, train_x.to(specs[0].weight.device),
                                           bc.eval_batch_size)
     m, n_classes, d = int(stats["m"]), int(stats["num_classes"]), len(specs)
-    convs = specs[:-1]
+    convs = specs[:-1]  # conv or dense hidden layers
+    # a dense first layer sees the whole image as one patch: P = S^2 (spec, FC layers)
+    data_p = stats["S"] ** 2 if specs[0].kind == "fc" else stats["P"]
     fro = [frobenius(s.weight) for s in specs]
     log_rho = sum(math.log(f) for f in fro)
     log_rho_g = log_rho + sum(0.5 * math.log(s.positions) for s in specs)  # Toeplitz norms
@@ -264,12 +266,12 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
     out: dict[str, float] = {
         "m": m, "num_classes": n_classes, "depth_d": d, "n_params": n_params, "n_max": n_max,
         "a_max": max(s.n_inputs for s in specs),  # the head's input is the last conv output
-        "data_p": stats["P"],
+        "data_p": data_p,
         "data_s": stats["S"], "rho": math.exp(log_rho), "log_rho": log_rho,
         "rho_golowich": math.exp(log_rho_g)}
     gamma, delta = bc.gamma, bc.delta
     out["ours"] = ours(log_rho, d, [s.deg for s in convs], [s.pred for s in convs], n_classes,
-                       stats["P"], m, gamma, delta)
+                       data_p, m, gamma, delta)
     out["golowich"] = golowich(log_rho_g, d, n_classes, stats["S"], m, gamma, delta)
     out["long_sedghi"] = long_sedghi(sigmas, n_params, m, delta)
     out["graf"] = graf(sigmas, l21s, stats["S"], m, n_max, gamma, delta)
@@ -280,6 +282,6 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
         n = s.index
         out |= {f"fro_l{n}": fro[i], f"sigma_l{n}": sigmas[i], f"l21_l{n}": l21s[i],
                 f"a_l{n}": a[i], f"b_l{n}": patch_norms[i], f"power_iters_l{n}": iters[i]}
-        if s.kind == "conv":
+        if s.kind != "head":
             out |= {f"deg_l{n}": s.deg, f"pred_l{n}": s.pred}
     return out

@@ -60,6 +60,7 @@ class DataConfig:
     test_size: int = 1000  # mnist5k only: digits held out for testing (of 5,000)
     train_size: int | None = None  # seeded class-stratified subset of the train set
     svhn_extra: int = 0  # svhn only: add the first N images of the `extra` split
+    label_noise: float = 0.0  # fraction of train labels replaced by seeded wrong labels
     standardize: bool = False  # per-channel (x - mean) / std after scaling to [0, 1]
     mean: tuple[float, ...] = (0.1307,)
     std: tuple[float, ...] = (0.3081,)
@@ -71,6 +72,8 @@ class DataConfig:
         if self.train_size is not None:
             _require(self.train_size >= 1, "data.train_size", self.train_size,
                      "must be null or an integer >= 1")
+        _require(0.0 <= self.label_noise <= 1.0, "data.label_noise", self.label_noise,
+                 "must be in [0, 1] (a fraction of the training labels)")
         _require(self.svhn_extra >= 0, "data.svhn_extra", self.svhn_extra, "must be >= 0")
         _require(self.svhn_extra == 0 or self.dataset == "svhn", "data.svhn_extra",
                  self.svhn_extra, "must be 0 unless data.dataset is svhn")
@@ -85,6 +88,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    family: Literal["conv", "fc"] = "conv"  # fc: dense hidden layers (kernel/stride unused)
     kernel_size: int = 2
     stride: int = 1
     weight_norm: bool = True  # one scalar gain per layer, on all layers but the head
@@ -186,6 +190,7 @@ class Config:
     grid: GridConfig = field(default_factory=GridConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     bound: BoundConfig = field(default_factory=BoundConfig)
+    variants: tuple[str, ...] = ()  # names under `variants:` (studies), not a section
 
     def entries(self) -> list[Entry]:
         return [Entry(d, w, s) for d in self.grid.depths for w in self.grid.widths
@@ -193,7 +198,8 @@ class Config:
 
     def check(self) -> None:
         for section in dataclasses.fields(self):
-            getattr(self, section.name).check()
+            if section.name != "variants":
+                getattr(self, section.name).check()
         _check_architecture(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +225,8 @@ def feature_sides(side: int, depth: int, kernel: int, stride: int) -> list[int]:
 
 
 def _check_architecture(cfg: Config) -> None:
+    if cfg.model.family == "fc":
+        return  # dense layers see the whole input: no feature map can vanish
     side = DATASETS[cfg.data.dataset][1]
     for depth in cfg.grid.depths:
         feature_sides(side, depth, cfg.model.kernel_size, cfg.model.stride)
@@ -292,14 +300,57 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def parse_params(raw: Any) -> Config:
-    """Validate an already-parsed params mapping (what params.yaml holds)."""
-    cfg = _build(Config, raw, "")
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def _overlay(raw: dict, over: dict) -> dict:
+    """params with a variant's sections laid over them key by key."""
+    out = dict(raw)
+    for section, values in over.items():
+        base = out.get(section) or {}
+        out[section] = {**base, **values} if isinstance(values, dict) else values
+    return out
+
+
+def _variants(raw: dict) -> dict[str, dict]:
+    variants = raw.get("variants") or {}
+    if not isinstance(variants, dict):
+        raise ConfigError("params.yaml: variants must map a name to section overrides,"
+                          f" got {variants!r}")
+    for name, over in variants.items():
+        _require(isinstance(name, str) and bool(_VARIANT_NAME.fullmatch(name)), "variants",
+                 name, "variant names use letters, digits, '_' and '.' only")
+        _require(isinstance(over, dict) and all(isinstance(v, dict) for v in over.values()),
+                 f"variants.{name}", over, "must map sections to {key: value} overrides")
+    return variants
+
+
+def parse_params(raw: Any, variant: str | None = None) -> Config:
+    """Validate an already-parsed params mapping (what params.yaml holds).
+
+    A study's params.yaml may name `variants:`, each a set of section overrides
+    (e.g. `k2s2: {model: {stride: 2}}`); every variant is validated here, and
+    `variant` selects the one to return.
+    """
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        return _build(Config, raw, "")  # raises the "must be a mapping" error
+    variants = _variants(raw)
+    base = {k: v for k, v in raw.items() if k != "variants"}
+    for name, over in variants.items():
+        try:
+            _build(Config, _overlay(base, over), "").check()
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in variants.{name})") from None
+    if variant is not None and variant not in variants:
+        raise ConfigError(f"params.yaml: variant {variant!r} is not defined; variants: "
+                          + (", ".join(variants) or "none"))
+    cfg = _build(Config, _overlay(base, variants.get(variant, {})), "")
     cfg.check()
-    return cfg
+    return dataclasses.replace(cfg, variants=tuple(variants))
 
 
-def load_params(path: str | Path = "params.yaml") -> Config:
+def load_params(path: str | Path = "params.yaml", variant: str | None = None) -> Config:
     """Read, validate and freeze params.yaml. The one place that opens it."""
     path = Path(path)
     if not path.is_file():
@@ -308,4 +359,4 @@ def load_params(path: str | Path = "params.yaml") -> Config:
         raw = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw)
+    return parse_params(raw, variant)

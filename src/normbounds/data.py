@@ -161,14 +161,35 @@ def data_statistics(x: torch.Tensor, chunk: int = 4096) -> dict[str, float]:
             "X": max_norm_sq ** 0.5}
 
 
+def noisy_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int) -> torch.Tensor:
+    """A copy of y with exactly round(fraction * m) labels changed, each to a wrong class.
+
+    Which labels change and their new classes (uniform over the other C - 1) come
+    from a generator seeded with `seed`, so a fraction f changes exactly f of the
+    labels; a plain uniform draw would keep 1/C of them right by chance.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    count = round(fraction * len(y))
+    picked = torch.randperm(len(y), generator=gen)[:count]
+    shift = torch.randint(1, num_classes, (count,), generator=gen)
+    out = y.clone()
+    out[picked] = (y[picked] + shift) % num_classes
+    return out
+
+
 def prepare(cfg: DataConfig) -> tuple[Split, Split, dict]:
-    """The prepared train/test tensors and stats.json's content."""
+    """The prepared train/test tensors and stats.json's content (test labels stay true)."""
     raw_train, raw_test = load_splits(cfg)
-    train = Split(preprocess(raw_train.x, cfg), raw_train.y)
+    labels = raw_train.y
+    if cfg.label_noise > 0:
+        labels = noisy_labels(labels, cfg.label_noise, DATASETS[cfg.dataset][2], cfg.seed)
+    train = Split(preprocess(raw_train.x, cfg), labels)
     test = Split(preprocess(raw_test.x, cfg), raw_test.y)
     channels, side, classes = DATASETS[cfg.dataset]
     stats = {"dataset": cfg.dataset, "m": len(train), "n_test": len(test),
              "num_classes": classes, "input_shape": [channels, side, side],
+             "label_noise": cfg.label_noise,
+             "noisy_labels": int((labels != raw_train.y).sum()),
              **data_statistics(train.x)}
     return train, test, stats
 

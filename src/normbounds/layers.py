@@ -24,12 +24,16 @@ class UnsupportedLayerError(ValueError):
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One weight layer: a k x k conv (kind 'conv') or the linear head (kind 'head')."""
+    """One weight layer: a k x k conv ('conv'), a dense hidden layer ('fc') or the head.
+
+    The spec reads a dense hidden layer as a single node: kernel 1 and stride 1
+    give pred = deg = 1, and it is applied at one position.
+    """
 
     index: int  # 1-based, as in the spec
-    kind: str
-    weight: torch.Tensor  # float64; conv (H, c, k, k), head (C, d)
-    in_shape: tuple[int, ...]  # conv (c, n, n); head (d,)
+    kind: str  # "conv", "fc" or "head"
+    weight: torch.Tensor  # float64; conv (H, c, k, k), fc (H, d), head (C, d)
+    in_shape: tuple[int, ...]  # conv (c, n, n); fc and head (d,)
     kernel: int = 1
     stride: int = 1
 
@@ -99,6 +103,17 @@ def _conv_spec(index: int, conv: nn.Module, in_shape: tuple[int, int, int]) -> L
     return LayerSpec(index, "conv", weight, in_shape, kh, sh)
 
 
+def _fc_spec(index: int, layer: nn.Linear, in_shape: tuple[int, ...]) -> LayerSpec:
+    if layer.bias is not None:
+        raise UnsupportedLayerError(f"weight layer {index} (Linear) has a bias, which the"
+                                    " bounds do not cover")
+    if layer.in_features != math.prod(in_shape):
+        raise UnsupportedLayerError(f"weight layer {index} takes {layer.in_features} inputs"
+                                    f" but receives {math.prod(in_shape)}")
+    return LayerSpec(index, "fc", layer.weight.detach().to(torch.float64),
+                     (layer.in_features,))
+
+
 def describe(model: nn.Module, in_shape: tuple[int, int, int] | None = None) -> list[LayerSpec]:
     """The weight layers of `model` (conv layers, then a linear head) as LayerSpecs.
 
@@ -108,21 +123,26 @@ def describe(model: nn.Module, in_shape: tuple[int, int, int] | None = None) -> 
     _check_modules(model)
     if in_shape is None:
         in_shape = tuple(model.arch.in_shape)
-    *convs, head = model.weight_layers()
+    *hidden, head = model.weight_layers()
     specs, shape = [], tuple(in_shape)
-    for i, conv in enumerate(convs, start=1):
-        if not isinstance(conv, nn.Conv2d):
-            raise UnsupportedLayerError(f"weight layer {i} is a {type(conv).__name__}; only"
-                                        " Conv2d layers may precede the head")
-        spec = _conv_spec(i, conv, shape)
+    for i, layer in enumerate(hidden, start=1):
+        if isinstance(layer, nn.Conv2d) and len(shape) == 3:
+            spec = _conv_spec(i, layer, shape)
+            shape = (spec.out_channels, spec.out_side, spec.out_side)
+        elif isinstance(layer, nn.Linear):
+            spec = _fc_spec(i, layer, shape)
+            shape = (layer.out_features,)
+        else:
+            raise UnsupportedLayerError(f"weight layer {i} is a {type(layer).__name__} on an"
+                                        f" input of shape {shape}: only Conv2d layers, then"
+                                        " dense (Linear) layers, may precede the head")
         specs.append(spec)
-        shape = (spec.out_channels, spec.out_side, spec.out_side)
     if not isinstance(head, nn.Linear) or head.bias is not None:
         raise UnsupportedLayerError("the last weight layer must be an nn.Linear without bias")
     if head.in_features != math.prod(shape):
         raise UnsupportedLayerError(f"the head takes {head.in_features} inputs but the last"
                                     f" feature map has {math.prod(shape)}")
-    specs.append(LayerSpec(len(convs) + 1, "head", head.weight.detach().to(torch.float64),
+    specs.append(LayerSpec(len(hidden) + 1, "head", head.weight.detach().to(torch.float64),
                            (head.in_features,)))
     return specs
 
@@ -139,8 +159,8 @@ def l21(w: torch.Tensor) -> float:
 
 
 def filter_norm_sum(w: torch.Tensor, kind: str) -> float:
-    """Ledent's a_l: sum over output filters of ||W[o]||_F (the head: ||W||_F)."""
-    if kind == "head":
+    """Ledent's a_l: sum over output filters of ||W[o]||_F (fc and head: ||W||_F)."""
+    if kind != "conv":
         return frobenius(w)
     return torch.linalg.vector_norm(w.flatten(1), dim=1).sum().item()
 
@@ -149,9 +169,9 @@ def max_patch_norm_sq(x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
     """Largest squared l2 norm of an input patch of the layer over a batch.
 
     Conv: the c x k x k window at every position the layer is applied, x (B, c, n, n);
-    head: the whole flattened input, x (B, d). Returns a 0-dim tensor.
+    fc and head: the whole flattened input, x (B, d). Returns a 0-dim tensor.
     """
-    if spec.kind == "head":
+    if spec.kind != "conv":
         return x.pow(2).sum(dim=1).max()
     pixel_sq = x.pow(2).sum(dim=1, keepdim=True)  # (B, 1, n, n)
     box = torch.ones(1, 1, spec.kernel, spec.kernel, dtype=x.dtype, device=x.device)

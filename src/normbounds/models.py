@@ -1,8 +1,10 @@
-"""CONV-L-H: the paper's compositionally sparse network.
+"""CONV-L-H: the paper's compositionally sparse network, and its dense baseline.
 
 L conv layers of H channels (k x k kernels, stride s, no padding, no bias,
 ReLU), then flatten and a linear head to C classes (no bias). Every conv layer
 is weight-normalised with one scalar gain (W = g V / ||V||_F); the head is not.
+Family `fc` (the studies' dense extreme) flattens the input first and uses L
+fully connected hidden layers of H units instead, weight-normalised the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Arch:
     kernel_size: int = 2
     stride: int = 1
     weight_norm: bool = True
+    family: str = "conv"  # "conv" or "fc"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "in_shape": list(self.in_shape)}
@@ -37,24 +40,32 @@ class Arch:
 
 
 class ConvNet(nn.Module):
-    """CONV-L-H; `weight_layers()` lists the layers whose `.weight` the bounds read."""
+    """CONV-L-H (or FC-L-H); `weight_layers()` lists the layers the bounds read."""
 
     def __init__(self, arch: Arch) -> None:
         super().__init__()
         self.arch = arch
         c0, n0, _ = arch.in_shape
+        self.dense = arch.family == "fc"
         # n_l = floor((n_{l-1} - k) / s) + 1; raises ConfigError if a map vanishes
-        self.sides = feature_sides(n0, arch.depth, arch.kernel_size, arch.stride)
-        self.convs = nn.ModuleList()
+        self.sides = [n0] + [1] * arch.depth if self.dense else feature_sides(
+            n0, arch.depth, arch.kernel_size, arch.stride)
+        self.convs = nn.ModuleList()  # the hidden layers, conv or dense
         for layer in range(arch.depth):
-            conv = nn.Conv2d(c0 if layer == 0 else arch.width, arch.width, arch.kernel_size,
-                             stride=arch.stride, padding=0, bias=False)
+            if self.dense:
+                fan_in = c0 * n0 * n0 if layer == 0 else arch.width
+                hidden = nn.Linear(fan_in, arch.width, bias=False)
+            else:
+                hidden = nn.Conv2d(c0 if layer == 0 else arch.width, arch.width,
+                                   arch.kernel_size, stride=arch.stride, padding=0, bias=False)
             if arch.weight_norm:
-                conv = weight_norm(conv, dim=None)  # scalar gain over the whole kernel
-            self.convs.append(conv)
+                hidden = weight_norm(hidden, dim=None)  # scalar gain over the whole weight
+            self.convs.append(hidden)
         self.head = nn.Linear(arch.width * self.sides[-1] ** 2, arch.num_classes, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dense:
+            x = x.flatten(1)  # (B, c n n)
         for conv in self.convs:
             x = torch.relu(conv(x))  # (B, H, n_l, n_l)
         return self.head(x.flatten(1))  # (B, C)
@@ -62,6 +73,8 @@ class ConvNet(nn.Module):
     def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits and the input of every weight layer (the head's flattened), in order."""
         inputs = []
+        if self.dense:
+            x = x.flatten(1)
         for conv in self.convs:
             inputs.append(x)
             x = torch.relu(conv(x))
@@ -83,4 +96,5 @@ def arch_for(entry_depth: int, entry_width: int, model_cfg: ModelConfig, stats: 
     """The Arch of a grid entry on the prepared data (shape and classes from stats.json)."""
     return Arch(in_shape=tuple(stats["input_shape"]), num_classes=stats["num_classes"],
                 depth=entry_depth, width=entry_width, kernel_size=model_cfg.kernel_size,
-                stride=model_cfg.stride, weight_norm=model_cfg.weight_norm)
+                stride=model_cfg.stride, weight_norm=model_cfg.weight_norm,
+                family=model_cfg.family)

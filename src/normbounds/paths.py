@@ -1,7 +1,9 @@
 """Every file the pipeline reads or writes, relative to the pipeline's folder.
 
 dvc.yaml declares the same paths (tests/test_pipeline.py checks they agree).
-A study pipeline in studies/<name>/ gets the same layout under its own folder.
+A study pipeline in studies/<name>/ gets the same layout under its own folder;
+a study's variant (params.yaml `variants:`) adds a level after the top folder:
+data/prepared/<variant>/, checkpoints/<variant>/<entry>/, results/<variant>/...
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ from normbounds.config import Entry
 @dataclass(frozen=True)
 class Paths:
     root: Path = Path(".")
+    variant: str | None = None
 
     @property
     def params(self) -> Path:
-        return self.root / "params.yaml"
+        return Path(self.root) / "params.yaml"
+
+    def _top(self, top: str, *rest: str) -> Path:
+        """root/<top>[/<variant>]/<rest>: the layout of every per-variant output."""
+        head = Path(self.root) / top
+        return (head / self.variant if self.variant else head).joinpath(*rest)
 
     @property
     def prepared(self) -> Path:
-        return self.root / "data" / "prepared"
+        return self._top("data/prepared")
 
     @property
     def train_data(self) -> Path:
@@ -37,46 +45,56 @@ class Paths:
         return self.prepared / "stats.json"
 
     def checkpoints(self, entry: Entry) -> Path:
-        return self.root / "checkpoints" / entry.name
+        return self._top("checkpoints", entry.name)
 
     def train_log(self, entry: Entry) -> Path:
         """Per-epoch train loss and learning rate (a DVC plot)."""
-        return self.root / "logs" / f"{entry.name}.tsv"
+        return self._top("logs", f"{entry.name}.tsv")
 
     def train_metrics(self, entry: Entry) -> Path:
         """Final train loss and learning rate (a DVC metric, for `dvc exp show`)."""
-        return self.root / "metrics" / "train" / f"{entry.name}.json"
+        return self._top("metrics", "train", f"{entry.name}.json")
 
     def results(self, entry: Entry) -> Path:
-        return self.root / "results" / f"{entry.name}.csv"
+        return self._top("results", f"{entry.name}.csv")
 
     def metrics(self, entry: Entry) -> Path:
-        return self.root / "metrics" / f"{entry.name}.json"
+        return self._top("metrics", f"{entry.name}.json")
 
     @property
     def results_dir(self) -> Path:
-        return self.root / "results"
+        return self._top("results")
 
     @property
     def summary_csv(self) -> Path:
-        return self.root / "reports" / "summary.csv"
+        return Path(self.root) / "reports" / "summary.csv"
 
     @property
     def summary_md(self) -> Path:
-        return self.root / "reports" / "summary.md"
+        return Path(self.root) / "reports" / "summary.md"
 
     @property
     def figure1_png(self) -> Path:
-        return self.root / "plots" / "figure1.png"
+        return Path(self.root) / "plots" / "figure1.png"
 
     @property
     def figure1_pdf(self) -> Path:
-        return self.root / "plots" / "figure1.pdf"
+        return Path(self.root) / "plots" / "figure1.pdf"
 
     @property
     def bounds_vs_width(self) -> Path:
-        return self.root / "plots" / "bounds_vs_width.png"
+        return Path(self.root) / "plots" / "bounds_vs_width.png"
 
     @property
     def layer_norms(self) -> Path:
-        return self.root / "plots" / "layer_norms.png"
+        return Path(self.root) / "plots" / "layer_norms.png"
+
+    @property
+    def study_figure(self) -> Path:
+        """A study's figure (studies/<name>/plots/study.png)."""
+        return Path(self.root) / "plots" / "study.png"
+
+    @property
+    def study_metrics(self) -> Path:
+        """A study's headline numbers (a DVC metric)."""
+        return Path(self.root) / "metrics" / "study.json"

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from normbounds.config import ConfigError, Entry
+from normbounds.config import Config, ConfigError, Entry, load_params
+from normbounds.paths import Paths
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -41,8 +42,18 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(1)
 
 
-def entry_from_argv(description: str | None) -> Entry:
-    """The grid entry named on the command line of a per-entry stage."""
+def stage_args(description: str | None, with_entry: bool = True) -> tuple[Entry | None, Paths]:
+    """The command line of a stage: the grid entry (per-entry stages) and `--variant`."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("entry", help="grid entry <depth>-<width>-<seed>, e.g. 3-16-0")
-    return Entry.parse(parser.parse_args().entry)
+    if with_entry:
+        parser.add_argument("entry", help="grid entry <depth>-<width>-<seed>, e.g. 3-16-0")
+    parser.add_argument("--variant", default=None,
+                        help="a study variant named under `variants:` in params.yaml")
+    args = parser.parse_args()
+    entry = Entry.parse(args.entry) if with_entry else None
+    return entry, Paths(variant=args.variant)
+
+
+def stage_config(paths: Paths) -> Config:
+    """params.yaml of the pipeline folder, with the stage's variant laid over it."""
+    return load_params(paths.params, paths.variant)

@@ -110,7 +110,8 @@ STUDY_OVERRIDES = {
     "depth": {"grid": {"depths": [1, 2]}},
     "sample_size": {"variants": {"m50": {"data": {"train_size": 50}},
                                  "m100": {"data": {"train_size": 100}}}},
-    "label_noise": {},
+    "label_noise": {"variants": {"noise0": {"data": {"label_noise": 0.0}},
+                                 "noise50": {"data": {"label_noise": 0.5}}}},
 }
 
 

@@ -144,3 +144,33 @@ def test_study_pipeline_end_to_end(tmp_path, study):
     if study == "label_noise":
         stats = json.loads((folder / "data/prepared/noise50/stats.json").read_text())
         assert stats["noisy_labels"] == 50
+
+
+@pytest.mark.parametrize("study", list(STUDY_OVERRIDES))
+def test_study_dvc_yaml_declares_the_paths_of_paths_py(study):
+    from normbounds.config import Entry
+    from normbounds.paths import Paths
+
+    stages = yaml.safe_load((REPO / "studies" / study / "dvc.yaml").read_text())["stages"]
+    entry, paths = Entry(3, 16, 0), Paths(variant="v")
+
+    def expand(items: list) -> list[str]:
+        names = [next(iter(i)) if isinstance(i, dict) else i for i in items]
+        out = []
+        for name in names:
+            for key, value in (("variant", "v"), ("depth", 3), ("width", 16), ("seed", 0)):
+                name = name.replace("${item." + key + "}", str(value))
+            out.append(name)
+        return out
+
+    assert expand(stages["prepare"]["outs"]) == [str(paths.prepared)]
+    assert expand(stages["train"]["outs"]) == [str(paths.checkpoints(entry)),
+                                               str(paths.train_log(entry))]
+    assert expand(stages["train"]["metrics"]) == [str(paths.train_metrics(entry))]
+    assert {str(paths.train_data), str(paths.stats)} <= set(expand(stages["train"]["deps"]))
+    assert expand(stages["evaluate"]["outs"]) == [str(paths.results(entry))]
+    assert expand(stages["evaluate"]["metrics"]) == [str(paths.metrics(entry))]
+    assert stages["figure"]["cmd"] == f"python ../../stages/study.py {study}"
+    assert expand(stages["figure"]["outs"]) == [str(paths.study_figure)]
+    assert expand(stages["figure"]["metrics"]) == [str(paths.study_metrics)]
+    assert "results" in stages["figure"]["deps"]

@@ -106,7 +106,8 @@ def test_variants_are_validated_and_selected():
 TINY = {"data": {"train_size": 100, "test_size": 50},
         "train": {"epochs": 1, "batch_size": 50, "milestones": [1], "save_every": 1}}
 STUDY_OVERRIDES = {
-    "sparsity": {},
+    "sparsity": {"variants": {"k2s2": {"model": {"kernel_size": 2, "stride": 2}},
+                              "fc": {"model": {"family": "fc"}}}},
     "depth": {"grid": {"depths": [1, 2]}},
     "sample_size": {"variants": {"m50": {"data": {"train_size": 50}},
                                  "m100": {"data": {"train_size": 100}}}},

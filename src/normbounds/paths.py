@@ -19,13 +19,16 @@ class Paths:
     root: Path = Path(".")
     variant: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))  # accept a str too
+
     @property
     def params(self) -> Path:
-        return Path(self.root) / "params.yaml"
+        return self.root / "params.yaml"
 
     def _top(self, top: str, *rest: str) -> Path:
         """root/<top>[/<variant>]/<rest>: the layout of every per-variant output."""
-        head = Path(self.root) / top
+        head = self.root / top
         return (head / self.variant if self.variant else head).joinpath(*rest)
 
     @property
@@ -67,34 +70,34 @@ class Paths:
 
     @property
     def summary_csv(self) -> Path:
-        return Path(self.root) / "reports" / "summary.csv"
+        return self.root / "reports" / "summary.csv"
 
     @property
     def summary_md(self) -> Path:
-        return Path(self.root) / "reports" / "summary.md"
+        return self.root / "reports" / "summary.md"
 
     @property
     def figure1_png(self) -> Path:
-        return Path(self.root) / "plots" / "figure1.png"
+        return self.root / "plots" / "figure1.png"
 
     @property
     def figure1_pdf(self) -> Path:
-        return Path(self.root) / "plots" / "figure1.pdf"
+        return self.root / "plots" / "figure1.pdf"
 
     @property
     def bounds_vs_width(self) -> Path:
-        return Path(self.root) / "plots" / "bounds_vs_width.png"
+        return self.root / "plots" / "bounds_vs_width.png"
 
     @property
     def layer_norms(self) -> Path:
-        return Path(self.root) / "plots" / "layer_norms.png"
+        return self.root / "plots" / "layer_norms.png"
 
     @property
     def study_figure(self) -> Path:
         """A study's figure (studies/<name>/plots/study.png)."""
-        return Path(self.root) / "plots" / "study.png"
+        return self.root / "plots" / "study.png"
 
     @property
     def study_metrics(self) -> Path:
         """A study's headline numbers (a DVC metric)."""
-        return Path(self.root) / "metrics" / "study.json"
+        return self.root / "metrics" / "study.json"

@@ -75,7 +75,7 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
     out = {"by_depth": _numbers(table), "growth_per_layer": {}}
     for name in BOUNDS + ["gap"]:
         values = table[name].to_numpy()
-        factor = _growth(table.index.to_numpy(), values)
+        factor = float(np.exp(_log_slope(table.index.to_numpy(), values)))  # per layer
         out["growth_per_layer"][name] = factor
         color, style = STYLE[name]
         ax.plot(table.index, np.where(values > 0, values, np.nan), "o" + style, color=color,
@@ -87,20 +87,12 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
     return out
 
 
-def _growth(x: np.ndarray, y: np.ndarray) -> float:
-    """exp of the least-squares slope of log y against x (nan if under 2 positive points)."""
+def _log_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log y against x over the positive y (nan if under 2)."""
     keep = y > 0
     if keep.sum() < 2:
         return float("nan")
-    return float(np.exp(np.polyfit(x[keep], np.log(y[keep]), 1)[0]))
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of log y against log x (nan if under 2 positive points)."""
-    keep = y > 0
-    if keep.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+    return float(np.polyfit(x[keep], np.log(y[keep]), 1)[0])
 
 
 def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
@@ -112,7 +104,7 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     m = table.index.to_numpy(dtype=float)
     for name in BOUNDS + ["gap"]:
         values = table[name].to_numpy()
-        out["slope"][name] = slope = _slope(m, values)
+        out["slope"][name] = slope = _log_slope(np.log(m), values)  # log-log
         color, style = STYLE[name]
         ax.plot(m, np.where(values > 0, values, np.nan), "o" + style, color=color,
                 label=f"{LABELS[name]} (slope {slope:.2f})")

@@ -15,12 +15,13 @@ from normbounds.data import Split
 from normbounds.evaluate import data_pass, evaluate_model, margin_errors
 from normbounds.io import save_torch
 from normbounds.layers import UnsupportedLayerError, describe
-from normbounds.lipschitz import ConvergenceError, conv_operator_norm, reshaped_norm
+from normbounds.lipschitz import conv_matrix
 from normbounds.models import Arch, ConvNet
 from normbounds.paths import Paths
 
 SQ2 = math.sqrt(2.0)
-TIGHT = BoundConfig(power_tol=1e-12, power_max_iter=100000)
+# sigma_l = sigma_lower, converged to machine precision: the exact operator norms
+TIGHT = BoundConfig(lipschitz="estimate", lanczos_tol=1e-13)
 
 
 def ones_net() -> ConvNet:
@@ -77,37 +78,48 @@ def test_hand_computed_example():
     assert out["ledent"] == pytest.approx(1516171.217341703, rel=1e-10)
 
 
-def _dense(weight: torch.Tensor, shape: tuple[int, int, int], stride: int) -> torch.Tensor:
-    """The explicit matrix of x -> conv2d(x, weight, stride): column j is the image of e_j."""
-    n_in = math.prod(shape)
-    basis = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *shape)
-    return torch.nn.functional.conv2d(basis, weight, stride=stride).reshape(n_in, -1).T
+def test_hand_computed_example_certified():
+    """The same network under the default bound.lipschitz = certified: sigma_l is the
+    Fourier-symbol bound. An all-ones 2x2 kernel has K^(u, v) = (1 + w^u)(1 + w^v),
+    w = exp(-2 pi i / N), largest at u = v = 0: sigma_upper = 4 for both conv layers
+    (N = 4 and N = 3), above the exact 2 + sqrt 2 and 3. The head stays 2 sqrt 2."""
+    out = bounds.compute(ones_net(), ONES_STATS, BoundConfig(), train_x=torch.ones(100, 1, 4, 4))
+    assert [out[f"sigma_upper_l{i}"] for i in (1, 2, 3)] == pytest.approx([4, 4, 2 * SQ2],
+                                                                          rel=1e-12)
+    assert [out[f"sigma_lower_l{i}"] for i in (1, 2, 3)] == pytest.approx([2 + SQ2, 3, 2 * SQ2],
+                                                                          rel=1e-9)
+    assert [out[f"sigma_l{i}"] for i in (1, 2, 3)] == [out[f"sigma_upper_l{i}"] for i in (1, 2, 3)]
+    # long_sedghi = 3 (4 * 4 * 2 sqrt2)^(1/3) sqrt(16 / 100) + sqrt(log(1000) / 100)
+    ls = 3 * (32 * SQ2) ** (1 / 3) * 0.4 + math.sqrt(math.log(1000) / 100)
+    assert out["long_sedghi"] == pytest.approx(ls, rel=1e-12)
+    # graf: prod sigma = 32 sqrt2; C_l = 4 * 4 * prod * l21_l / sigma_l with l21 = (4, 4, 4)
+    #   = (64 * 32 sqrt2 / 4, same, 64 * 32 sqrt2 / (2 sqrt2)) = (512 sqrt2, 512 sqrt2, 1024)
+    c = [512 * SQ2, 512 * SQ2, 1024.0]
+    r_graf = 4 / 100 + 12 * math.log(100) / 10 * math.sqrt(math.log(16)) * sum(
+        v ** (2 / 3) for v in c) ** 1.5
+    assert out["graf"] == pytest.approx(2 * r_graf + 3 * math.sqrt(math.log(2000) / 200),
+                                        rel=1e-12)
+    # ledent: rho_1+ = max(4 / 32, 4 * 2 sqrt2 / 1) * 3 = 24 sqrt2, rho_2+ = 2 sqrt2, rho_3+ = 1
+    #   r = (2 * 24 sqrt2 * 2, 8 * 2 sqrt2 * 2, 32 * 1 * 2 sqrt2) = (96, 32, 64) sqrt2
+    #   Gamma = max(96 sqrt2 * 9, 32 sqrt2 * 4, 64 sqrt2 * 2) = 864 sqrt2, Wbar = 9
+    r = [96 * SQ2, 32 * SQ2, 64 * SQ2]
+    big_r = sum(v ** (2 / 3) for v in r) ** 1.5
+    inner = 32 * 864 * SQ2 * 100 ** 2 + 7 * 9 * 100
+    r_led = 4 / 100 + 768 * big_r * math.sqrt(math.log2(inner)) * math.log(100) / 10
+    assert out["ledent"] == pytest.approx(2 * r_led + 3 * math.sqrt(math.log(2000) / 200),
+                                          rel=1e-12)
+    # the paper's bound and Golowich's use no sigma: unchanged by the choice
+    assert out["ours"] == pytest.approx(61.08418771708542, rel=1e-12)
 
 
-@pytest.mark.parametrize(("kernel", "stride", "side"), [(2, 1, 6), (3, 1, 7), (2, 2, 6),
-                                                         (3, 2, 8), (3, 3, 9), (1, 1, 4)])
-def test_power_iteration_matches_dense_svd(kernel, stride, side):
-    gen = torch.Generator().manual_seed(kernel * 10 + stride)
-    weight = torch.randn(3, 2, kernel, kernel, generator=gen, dtype=torch.float64)
-    dense = _dense(weight, (2, side, side), stride)
-    exact = torch.linalg.matrix_norm(dense, ord=2).item()
-    res = conv_operator_norm(weight, (2, side, side), stride, tol=1e-6, max_iter=100000)
-    assert res.sigma == pytest.approx(exact, rel=2e-6)
-    assert res.sigma <= exact * (1 + 1e-12)  # power iteration approaches from below
-    assert exact >= reshaped_norm(weight) * (1 - 1e-12)  # the reshaped norm is a lower bound
-    assert res.sigma >= reshaped_norm(weight) * (1 - 1e-6)  # ... up to the tolerance
-    # Golowich's Toeplitz Frobenius norm: ||W||_F * n_l for any stride without padding
-    n_out = (side - kernel) // stride + 1
-    assert torch.linalg.norm(dense).item() == pytest.approx(weight.norm().item() * n_out)
-    # warm start from the previous vector converges at once to the same value
-    again = conv_operator_norm(weight, (2, side, side), stride, 1e-6, 100000, warm=res.vector)
-    assert again.sigma == pytest.approx(exact, rel=2e-6) and again.iterations <= res.iterations
-
-
-def test_power_iteration_cap_is_an_error():
-    weight = torch.randn(4, 4, 2, 2, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ConvergenceError, match="did not reach relative tolerance 1e-12 in 3"):
-        conv_operator_norm(weight, (4, 10, 10), 1, tol=1e-12, max_iter=3)
+def test_golowich_toeplitz_norm_is_the_dense_frobenius_norm():
+    """||W||_F * n_l: each kernel entry is applied at all n_l^2 positions, any stride."""
+    for kernel, stride, side in [(2, 1, 6), (3, 2, 8), (3, 3, 9), (1, 1, 4)]:
+        weight = torch.randn(3, 2, kernel, kernel, generator=torch.Generator().manual_seed(side),
+                             dtype=torch.float64)
+        dense = conv_matrix(weight, (2, side, side), stride)
+        n_out = (side - kernel) // stride + 1
+        assert torch.linalg.norm(dense).item() == pytest.approx(weight.norm().item() * n_out)
 
 
 def _random_net(seed: int = 0, **arch) -> ConvNet:

@@ -14,7 +14,8 @@ from conftest import REPO, dvc, make_pipeline, tiny_params
 from normbounds.config import Entry
 from normbounds.paths import Paths
 
-LAYER_KEYS = ["fro", "sigma", "l21", "a", "b", "power_iters"]
+LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "lanczos_converged",
+              "l21", "a", "b"]
 METRIC_KEYS = (
     ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
      "certificate", "non_vacuous", "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",

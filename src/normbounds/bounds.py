@@ -1,4 +1,4 @@
-"""The paper's bound and four prior bounds, exactly as ../shared/spec/bounds.md states them.
+"""The paper's bound and four prior bounds, exactly as docs/bounds.md states them.
 
 Each bound is one pure function of scalar ingredients; `compute` extracts the
 ingredients from a network (float64 throughout) and returns everything as one
@@ -27,7 +27,13 @@ from normbounds.layers import (
     l21,
     max_patch_norm_sq,
 )
-from normbounds.lipschitz import conv_operator_norm, reshaped_norm, spectral_norm
+from normbounds.lipschitz import (
+    ConvergenceError,
+    Sigma,
+    conv_sigma,
+    reshaped_norm,
+    spectral_norm,
+)
 
 LOG2 = math.log(2.0)
 
@@ -164,35 +170,48 @@ def ledent(sigmas: Sequence[float], a: Sequence[float], b: Sequence[float],
     return 2.0 * (4.0 / m + scale * math.exp(log_big_r)) + _confidence_term(m, delta)
 
 
-def lipschitz_constants(
-    specs: list[LayerSpec], cfg: BoundConfig, warm: dict[int, torch.Tensor] | None = None
-) -> tuple[list[float], list[int]]:
-    """sigma_l of every layer and the power iterations each took (0: no iteration).
+def lipschitz_constants(specs: list[LayerSpec], cfg: BoundConfig,
+                        warm: dict[int, torch.Tensor] | None = None) -> list[Sigma]:
+    """sigma_lower and sigma_upper of every layer (docs/bounds.md, "Lipschitz constants").
 
-    bound.lipschitz = operator: the conv operator norm on the layer's input
-    shape (never below the reshaped norm, its lower bound); reshaped: the
-    original study's reshaped-kernel norm. Dense layers and the head: their
-    spectral norm. `warm` (layer index -> vector) is read and updated in place.
+    Conv layers: the certified Fourier-symbol upper bound and the Lanczos estimate
+    from below; dense layers and the head: their exact spectral norm (lower = upper).
+    `warm` (layer index -> top right singular vector) starts Lanczos where the
+    previous checkpoint ended; it is read and updated in place. Without it,
+    Lanczos starts from the plane wave at the symbol's peak.
     """
-    sigmas, iters = [], []
+    out = []
     for spec in specs:
         if spec.kind != "conv":
-            sigmas.append(spectral_norm(spec.weight))
-            iters.append(0)
-        elif cfg.lipschitz == "reshaped":
-            sigmas.append(reshaped_norm(spec.weight))
-            iters.append(0)
-        else:
-            res = conv_operator_norm(spec.weight, spec.in_shape, spec.stride, cfg.power_tol,
-                                     cfg.power_max_iter, None if warm is None else
-                                     warm.get(spec.index), seed=spec.index)
-            if warm is not None:
-                warm[spec.index] = res.vector
-            # both are lower bounds of the true norm (equal to it for stride >= k): take the
-            # closer one, so an answer within tolerance never falls below the reshaped norm
-            sigmas.append(max(res.sigma, reshaped_norm(spec.weight)))
-            iters.append(res.iterations)
-    return sigmas, iters
+            exact = spectral_norm(spec.weight)
+            out.append(Sigma(exact, exact))
+            continue
+        start = None if warm is None else warm.get(spec.index)
+        sigma, vector = conv_sigma(spec.weight, spec.in_shape, spec.stride, spec.padding,
+                                   start, cfg.lanczos_tol, cfg.lanczos_max_steps,
+                                   seed=spec.index)
+        if warm is not None and vector is not None:
+            warm[spec.index] = vector
+        out.append(sigma)
+    return out
+
+
+def chosen_sigmas(sigmas: list[Sigma], specs: list[LayerSpec], cfg: BoundConfig) -> list[float]:
+    """The sigma_l every bound uses, by bound.lipschitz: certified -> sigma_upper,
+    estimate -> sigma_lower (an unconverged one is an error), reshaped -> the original
+    study's reshaped-kernel norm for conv layers."""
+    if cfg.lipschitz == "certified":
+        return [s.upper for s in sigmas]
+    if cfg.lipschitz == "reshaped":
+        return [reshaped_norm(sp.weight) if sp.kind == "conv" else s.upper
+                for s, sp in zip(sigmas, specs, strict=True)]
+    for s, sp in zip(sigmas, specs, strict=True):
+        if not s.converged:
+            raise ConvergenceError(
+                f"bound.lipschitz = estimate: Lanczos did not reach bound.lanczos_tol ="
+                f" {cfg.lanczos_tol:g} on layer {sp.index} within bound.lanczos_max_steps ="
+                f" {cfg.lanczos_max_steps} products; raise it, or use lipschitz: certified")
+    return [s.lower for s in sigmas]
 
 
 @torch.inference_mode()
@@ -240,7 +259,7 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
     or `train_x` (the prepared train tensors) to measure them here; with
     neither, the prepared train split in the current folder is read. `reference`:
     the network whose weights are M_l for Graf and Ledent (None: M_l = 0).
-    `warm`: power-iteration vectors per layer, read and updated in place.
+    `warm`: Lanczos start vectors per layer, read and updated in place.
     Per-layer keys end in _l<index>, 1-based; the head is layer D.
     """
     bc = cfg.bound if isinstance(cfg, Config) else cfg
@@ -257,7 +276,8 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
     fro = [frobenius(s.weight) for s in specs]
     log_rho = sum(math.log(f) for f in fro)
     log_rho_g = log_rho + sum(0.5 * math.log(s.positions) for s in specs)  # Toeplitz norms
-    sigmas, iters = lipschitz_constants(specs, bc, warm)
+    both = lipschitz_constants(specs, bc, warm)
+    sigmas = chosen_sigmas(both, specs, bc)
     diffs = [s.weight - r for s, r in zip(specs, _reference_weights(specs, reference), strict=True)]
     l21s = [l21(w) for w in diffs]
     a = [filter_norm_sum(w, s.kind) for w, s in zip(diffs, specs, strict=True)]
@@ -280,8 +300,11 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
                            m, gamma, delta)
     for i, s in enumerate(specs):
         n = s.index
-        out |= {f"fro_l{n}": fro[i], f"sigma_l{n}": sigmas[i], f"l21_l{n}": l21s[i],
-                f"a_l{n}": a[i], f"b_l{n}": patch_norms[i], f"power_iters_l{n}": iters[i]}
+        out |= {f"fro_l{n}": fro[i], f"sigma_l{n}": sigmas[i],
+                f"sigma_lower_l{n}": both[i].lower, f"sigma_upper_l{n}": both[i].upper,
+                f"lanczos_steps_l{n}": both[i].matvecs,
+                f"lanczos_converged_l{n}": int(both[i].converged),
+                f"l21_l{n}": l21s[i], f"a_l{n}": a[i], f"b_l{n}": patch_norms[i]}
         if s.kind != "head":
             out |= {f"deg_l{n}": s.deg, f"pred_l{n}": s.pred}
     return out

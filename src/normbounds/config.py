@@ -145,18 +145,21 @@ class TrainConfig:
 class BoundConfig:
     gamma: float = 1.0  # margin
     delta: float = 0.001  # confidence
-    lipschitz: Literal["operator", "reshaped"] = "operator"
+    # sigma_l the bounds use: certified (upper bound), estimate (converged from below),
+    # reshaped (the original study's reshaped-kernel norm); docs/bounds.md
+    lipschitz: Literal["certified", "estimate", "reshaped"] = "certified"
     reference: Literal["zero", "init"] = "zero"  # reference weights of Graf and Ledent
-    power_tol: float = 1e-6  # relative tolerance of the conv operator-norm power iteration
-    power_max_iter: int = 20000
+    lanczos_tol: float = 1e-10  # relative residual at which Lanczos stops (sigma_lower)
+    lanczos_max_steps: int = 5000  # products with A^T A per layer before Lanczos gives up
     eval_batch_size: int = 256
 
     def check(self) -> None:
         _require(self.gamma > 0, "bound.gamma", self.gamma, "must be > 0")
         _require(0 < self.delta < 1, "bound.delta", self.delta, "must be in (0, 1)")
-        _require(0 < self.power_tol < 1, "bound.power_tol", self.power_tol, "must be in (0, 1)")
-        _require(self.power_max_iter >= 1, "bound.power_max_iter", self.power_max_iter,
-                 "must be >= 1")
+        _require(0 < self.lanczos_tol < 1, "bound.lanczos_tol", self.lanczos_tol,
+                 "must be in (0, 1)")
+        _require(self.lanczos_max_steps >= 1, "bound.lanczos_max_steps",
+                 self.lanczos_max_steps, "must be >= 1")
         _require(self.eval_batch_size >= 1, "bound.eval_batch_size", self.eval_batch_size,
                  "must be >= 1")
 

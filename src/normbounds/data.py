@@ -1,7 +1,7 @@
 """Data sets -> the exact tensors the network trains on, and the bound's data statistics.
 
 The prepare stage runs this once. It saves float32 tensors after all
-preprocessing, and computes P, S, X (../shared/spec/bounds.md) from exactly
+preprocessing, and computes P, S, X (docs/bounds.md) from exactly
 those tensors, so the network and the bound's data term see the same inputs.
 """
 

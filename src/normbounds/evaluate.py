@@ -3,8 +3,9 @@
 One inference pass over the training set gives the train error, the margin
 error, the train loss and the input-patch norms b_l of Ledent's bound; one
 over the test set gives the test error and loss. The data statistics come from
-the prepare stage. Power iteration is warm-started from the previous
-checkpoint of the same run.
+the prepare stage. Every row is a function of its checkpoint alone (Lanczos
+starts from the Fourier peak, not from the previous checkpoint), so a partial
+or repeated evaluation writes the same bytes.
 """
 
 from __future__ import annotations
@@ -68,15 +69,14 @@ def data_pass(model: nn.Module, data: Split, loss_name: str, gamma: float, batch
 
 def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,
                    loss_name: str, reference: nn.Module | None = None,
-                   warm: dict | None = None, timings: dict | None = None) -> dict:
+                   timings: dict | None = None) -> dict:
     """One row: errors, losses, margin error, every bound, the certificate."""
     bc = cfg.bound
     t0 = time.perf_counter()
     tr = data_pass(model, train, loss_name, bc.gamma, bc.eval_batch_size, patches=True)
     te = data_pass(model, test, loss_name, bc.gamma, bc.eval_batch_size)
     t1 = time.perf_counter()
-    values = bounds.compute(model, stats, bc, patch_norms=tr.patch_norms, reference=reference,
-                            warm=warm)
+    values = bounds.compute(model, stats, bc, patch_norms=tr.patch_norms, reference=reference)
     if timings is not None:
         timings["errors"] = timings.get("errors", 0.0) + t1 - t0
         timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
@@ -101,12 +101,11 @@ def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Spl
         if found[0][0] != 0:
             raise ArtifactError(f"{folder}: bound.reference = init needs epoch_0000.pt")
         reference, _ = checkpoints.load(found[0][1], device)
-    warm: dict[int, torch.Tensor] = {}
     rows = []
     for epoch, path in progress(found, desc=f"evaluate {folder.name}", unit="ckpt"):
         model, meta = checkpoints.load(path, device)
         row = evaluate_model(model, stats, cfg, train, test, meta["config"]["train"]["loss"],
-                             reference, warm, timings)
+                             reference, timings)
         rows.append({"epoch": epoch, **row})
     return rows
 

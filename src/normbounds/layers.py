@@ -36,11 +36,14 @@ class LayerSpec:
     in_shape: tuple[int, ...]  # conv (c, n, n); fc and head (d,)
     kernel: int = 1
     stride: int = 1
+    padding: int = 0
 
     @property
     def out_side(self) -> int:
-        """n_l = floor((n_{l-1} - k) / s) + 1 for a conv layer, 1 for the head."""
-        return (self.in_shape[1] - self.kernel) // self.stride + 1 if self.kind == "conv" else 1
+        """n_l = floor((n_{l-1} + 2 p - k) / s) + 1 for a conv layer, 1 for the head."""
+        if self.kind != "conv":
+            return 1
+        return (self.in_shape[1] + 2 * self.padding - self.kernel) // self.stride + 1
 
     @property
     def side_in(self) -> int:

@@ -33,11 +33,15 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main; a known error prints one line and exits 1, without a traceback."""
     from normbounds.data import DatasetError
     from normbounds.io import ArtifactError
+    from normbounds.layers import UnsupportedLayerError
+    from normbounds.lipschitz import ConvergenceError
     from normbounds.train import TrainingError
 
+    known = (ConfigError, DatasetError, ArtifactError, TrainingError, ConvergenceError,
+             UnsupportedLayerError)
     try:
         main()
-    except (ConfigError, DatasetError, ArtifactError, TrainingError) as err:
+    except known as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 

@@ -15,13 +15,13 @@ from normbounds import bounds
 from normbounds.config import BoundConfig, parse_params
 from normbounds.data import Split
 from normbounds.evaluate import evaluate_model
+from normbounds.lanczos import lanczos_top
 from normbounds.lipschitz import (
     ConvergenceError,
     conv_matrix,
     conv_sigma,
     fourier_symbol,
     fourier_upper,
-    lanczos_top,
     reshaped_norm,
     symbol_gram,
 )
@@ -171,3 +171,8 @@ def test_lipschitz_modes_and_an_unconverged_estimate():
     with pytest.raises(ConvergenceError, match=r"layer 1 within bound.lanczos_max_steps = 2 "):
         bounds.compute(net, stats, BoundConfig(lipschitz="estimate", lanczos_max_steps=2),
                        train_x=x)
+
+
+def test_a_zero_kernel_has_norm_zero():
+    sigma, _ = conv_sigma(torch.zeros(3, 2, 2, 2, dtype=torch.float64), (2, 6, 6), 1)
+    assert (sigma.lower, sigma.upper, sigma.converged) == (0.0, 0.0, True)

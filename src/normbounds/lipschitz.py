@@ -10,9 +10,9 @@ Two numbers per conv layer (docs/bounds.md, "Lipschitz constants"):
   not overlap and the reshaped-kernel norm is the norm itself (without
   padding) or an upper bound of it (with padding).
 - `sigma_lower`: the exact operator norm, converged from below by Lanczos
-  (ARPACK through `scipy.sparse.linalg.eigsh`) on A^T A, with `conv2d` and
-  `conv_transpose2d` as the operator and its exact adjoint. A Krylov space
-  holds a near-degenerate top pair at once, where power iteration stalls.
+  (`lanczos.py`) on A^T A, with `conv2d` and `conv_transpose2d` as the
+  operator and its exact adjoint. A Krylov space holds a near-degenerate top
+  pair at once, where power iteration stalls.
 
 Dense layers and the head: the largest singular value by SVD (lower = upper).
 """
@@ -24,20 +24,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.linalg import eigh_tridiagonal
+
+from normbounds.lanczos import Ritz, lanczos_top
 
 CHUNK_BYTES = 1 << 28  # Fourier symbols are processed in chunks of about this size
 PRUNE_SLACK = 1e-9  # relative margin on every "cannot hold the maximum" comparison
 SEEDS = 16  # frequencies solved exactly first, for a high floor to prune against
 GRAM_STEPS = 5  # squarings of K^* K used to skip frequencies before the exact solver
-LANCZOS_BASIS = 400  # Lanczos vectors kept before a restart (memory: basis x inputs x 8 B)
 
 
 class ConvergenceError(RuntimeError):
-    """Lanczos did not converge within its restart cap (bound.lipschitz: estimate only)."""
+    """Lanczos did not converge within bound.lanczos_max_steps (raised under `estimate`)."""
 
 
 @dataclass(frozen=True)
@@ -194,15 +193,6 @@ def _exact(grams: torch.Tensor, idx: torch.Tensor, row0: int, n_v: int,
     return FourierPeak(vals[top].item(), (row0 + pos // n_v, pos % n_v))
 
 
-def sigma_upper(weight: torch.Tensor, in_side: int, stride: int, padding: int = 0) -> float:
-    """Certified upper bound of the norm of x -> conv2d(x, weight, stride, padding)."""
-    k = weight.shape[-1]
-    if stride >= k:  # disjoint patches: a block-diagonal map with the reshaped kernel
-        return reshaped_norm(weight)
-    # never below the reshaped norm, which is a lower bound of the exact value
-    return max(fourier_upper(weight, in_side + 2 * padding).sigma, reshaped_norm(weight))
-
-
 def plane_wave_start(weight: torch.Tensor, peak: FourierPeak, in_shape: tuple[int, int, int],
                      padding: int, seed: int) -> torch.Tensor:
     """A start vector close to the top right singular vector: the circular conv's top
@@ -247,56 +237,6 @@ def _gram_operator(weight: torch.Tensor, in_shape: tuple[int, int, int], stride:
         return F.conv_transpose2d(u, weight, stride=stride, padding=padding,
                                   output_padding=extra).flatten()
     return apply
-
-
-@dataclass(frozen=True)
-class Ritz:
-    value: float  # the top Ritz value: never above the top eigenvalue
-    vector: torch.Tensor  # its Ritz vector (flat, unit norm)
-    matvecs: int
-    converged: bool
-
-
-def lanczos_top(apply: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, tol: float,
-                max_steps: int, basis: int = LANCZOS_BASIS) -> Ritz:
-    """Top eigenpair of a symmetric positive semi-definite operator by Lanczos.
-
-    Full reorthogonalisation keeps the basis orthonormal; the projected
-    tridiagonal matrix gives the top Ritz pair (theta, y) after every step. It
-    stops when the residual ||A y - theta y|| = beta_j |s_j| is at most
-    tol * theta, or the Krylov space is invariant. A full basis restarts from the
-    current Ritz vector. A Krylov space holds a near-degenerate top pair at once,
-    where a single-vector power iteration would crawl between them.
-    """
-    v = start.to(torch.float64).flatten()
-    v = v / v.norm()
-    steps = 0
-    while True:
-        vs = torch.empty(basis + 1, v.numel(), dtype=torch.float64)
-        vs[0] = v
-        alpha: list[float] = []
-        beta: list[float] = []
-        for j in range(min(basis, max_steps - steps)):
-            w = apply(vs[j])
-            steps += 1
-            alpha.append(torch.dot(vs[j], w).item())
-            w -= alpha[-1] * vs[j] + (beta[-1] * vs[j - 1] if j else 0.0)
-            b = w.norm().item()
-            theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta),
-                                        select="i", select_range=(j, j))
-            theta, s = float(theta[0]), torch.from_numpy(s[:, 0])
-            if b * abs(s[-1].item()) <= tol * abs(theta) or b <= 1e-14 * abs(theta):
-                return Ritz(theta, _combine(vs[: j + 1], s), steps, True)
-            beta.append(b)
-            vs[j + 1] = w / b
-        v = _combine(vs[: len(alpha)], s)
-        if steps >= max_steps:
-            return Ritz(theta, v, steps, False)
-
-
-def _combine(basis: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
-    vec = basis.T @ coeffs
-    return vec / vec.norm()
 
 
 def sigma_lower(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,

@@ -32,7 +32,7 @@ from normbounds.lanczos import Ritz, lanczos_top
 CHUNK_BYTES = 1 << 28  # Fourier symbols are processed in chunks of about this size
 PRUNE_SLACK = 1e-9  # relative margin on every "cannot hold the maximum" comparison
 SEEDS = 16  # frequencies solved exactly first, for a high floor to prune against
-GRAM_STEPS = 5  # squarings of K^* K used to skip frequencies before the exact solver
+GRAM_STEPS = 8  # squarings of K^* K used to skip frequencies before the exact solver
 
 
 class ConvergenceError(RuntimeError):
@@ -98,9 +98,10 @@ def symbol_gram(weight: torch.Tensor, side: int, rows: slice = slice(None)) -> t
     for a, b, a2, b2 in itertools.product(range(k), repeat=4):
         corr[a2 - a + k - 1, b2 - b + k - 1] += w[:, :, a, b].T @ w[:, :, a2, b2]
     offsets = torch.arange(-(k - 1), k)
-    return torch.einsum("dexy,du,ev->uvxy", corr.to(torch.complex128),
-                        _phases(offsets, side, rows),
-                        _phases(offsets, side, slice(side // 2 + 1)))
+    e_u, e_v = _phases(offsets, side, rows), _phases(offsets, side, slice(side // 2 + 1))
+    phase = torch.einsum("du,ev->uvde", e_u, e_v)  # (U, V, 2k-1, 2k-1)
+    grams = phase.flatten(2) @ corr.flatten(0, 1).flatten(1).to(torch.complex128)  # one GEMM
+    return grams.view(*phase.shape[:2], r, r)
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,7 @@ def _gram_prune(gram: torch.Tensor, keep: torch.Tensor, floor: float) -> torch.T
     (an upper bound per frequency), and the Rayleigh quotient of G at the largest
     column of M_t is a lower bound of lambda_max(G), so of the maximum (it raises
     the floor). For Hermitian M, diag(M^2) holds M's squared column norms and its
-    trace ||M||_F^2, so each step costs one batched product. Squaring stops once a
-    step skips less than a fifth of what is left.
+    trace ||M||_F^2, so each step costs one batched product.
     """
     mat, log_scale = gram, torch.zeros(len(keep), dtype=torch.float64)  # G^(2^t)/exp(scale)
     for t in range(GRAM_STEPS):
@@ -170,12 +170,15 @@ def _gram_prune(gram: torch.Tensor, keep: torch.Tensor, floor: float) -> torch.T
         floor = max(floor, quotient.max().item())
         log_bound = (0.5 * fro_sq.log() + log_scale) / 2 ** t  # >= log lambda_max(G)
         alive = log_bound + math.log1p(PRUNE_SLACK) >= math.log(floor)
-        before = len(keep)
-        keep, gram, square = keep[alive], gram[alive], square[alive]
-        fro_sq, log_scale = fro_sq[alive], log_scale[alive]
-        if len(keep) <= 1 or t == GRAM_STEPS - 1 or (t >= 1 and len(keep) > 0.8 * before):
+        pruned = not bool(alive.all())
+        if pruned:  # copies of (F, r, r) batches cost as much as a product: only when needed
+            keep, gram, square = keep[alive], gram[alive], square[alive]
+            fro_sq, log_scale = fro_sq[alive], log_scale[alive]
+        # a squaring costs about a quarter of an eigensolve: go on while it may still
+        # prune (bounds tighten like r^(1/2^t), so the first steps rarely do)
+        if len(keep) <= 1 or t == GRAM_STEPS - 1 or (t >= 4 and not pruned):
             break
-        mat = square / fro_sq[:, None, None]
+        mat = square.div_(fro_sq[:, None, None])
         log_scale = 2 * log_scale + fro_sq.log()
     return keep
 

@@ -1,6 +1,6 @@
 """Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors and the five bounds."""
 
-from normbounds.data import load_split
+from normbounds.data import load_split, verify_stats
 from normbounds.evaluate import evaluate_run, write_results
 from normbounds.io import read_json
 from normbounds.runtime import resolve_device, run_stage, stage_args, stage_config
@@ -12,6 +12,7 @@ def main() -> None:
     device = resolve_device(cfg.base.device)
     stats = read_json(paths.stats)
     train = load_split(paths.train_data).to(device)
+    verify_stats(stats, train, paths.stats)
     test = load_split(paths.test_data).to(device)
     rows = evaluate_run(cfg, paths.checkpoints(entry), stats, train, test)
     write_results(rows, paths.results(entry), paths.metrics(entry))

@@ -14,10 +14,10 @@ from conftest import tiny_params
 from normbounds import bounds
 from normbounds.config import BoundConfig, parse_params
 from normbounds.data import Split
+from normbounds.errors import ConvergenceError
 from normbounds.evaluate import evaluate_model
 from normbounds.lanczos import lanczos_top
 from normbounds.lipschitz import (
-    ConvergenceError,
     conv_matrix,
     conv_sigma,
     fourier_symbol,

@@ -9,11 +9,12 @@ import torch
 from conftest import tiny_params
 
 from normbounds import checkpoints
+from normbounds.checkpoints import save_epochs
 from normbounds.config import Entry, parse_params
 from normbounds.data import Split
 from normbounds.io import ArtifactError
 from normbounds.models import Arch
-from normbounds.train import TrainingError, save_epochs, train_entry, write_history
+from normbounds.train import TrainingError, train_entry, write_history
 
 ARCH = Arch((1, 8, 8), 10, 2, 3)
 ENTRY = Entry(2, 3, 0)
@@ -35,8 +36,8 @@ def _run(cfg, folder, messages=None):
 
 
 def test_save_epochs():
-    assert save_epochs(25, 10) == {0, 1, 10, 20, 25}
-    assert save_epochs(3, 5) == {0, 1, 3}
+    assert save_epochs(25, 10) == [0, 1, 10, 20, 25]
+    assert save_epochs(3, 5) == [0, 1, 3]
 
 
 def test_checkpoints_round_trip(tmp_path):

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from normbounds.config import BoundConfig, Config
+from normbounds.errors import ConvergenceError
 from normbounds.layers import (
     LayerSpec,
     describe,
@@ -28,7 +29,6 @@ from normbounds.layers import (
     max_patch_norm_sq,
 )
 from normbounds.lipschitz import (
-    ConvergenceError,
     Sigma,
     conv_sigma,
     reshaped_norm,

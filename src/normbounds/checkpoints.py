@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from normbounds.io import ArtifactError, load_torch, save_torch
+from normbounds.errors import ArtifactError, CheckpointError
+from normbounds.io import load_torch, save_torch
 from normbounds.models import Arch, ConvNet
 
 _NAME = re.compile(r"epoch_(\d{4,})\.pt")
@@ -43,6 +44,40 @@ def is_intact(path: Path) -> bool:
         return False
 
 
+def _nonfinite(tensors: dict[str, Any]) -> str | None:
+    """The name of the first tensor holding a NaN or an infinity, if any."""
+    for name, value in tensors.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all():
+            return name
+    return None
+
+
+def problem(path: Path) -> str | None:
+    """Why `path` cannot serve as a checkpoint of this project, or None when it can.
+
+    Checks, in order: every zip member's CRC (torch.load does not check it, so a
+    flipped byte would load as different weights), a weights-only load, the keys
+    every checkpoint has, and finite weights.
+    """
+    if not is_intact(path):
+        return f"{path}: fails its CRC check; the file is truncated or corrupt"
+    try:
+        load_state(path)
+    except ArtifactError as err:
+        return str(err)
+    return None
+
+
+def save_epochs(epochs: int, every: int) -> list[int]:
+    """The epochs a finished run saves: initialisation, the first, every `every`, the last."""
+    return sorted({0, 1, epochs} | set(range(every, epochs + 1, every)))
+
+
+def expected_epochs(config: dict[str, Any]) -> list[int]:
+    """save_epochs of the train config a checkpoint records (its "config" entry)."""
+    return save_epochs(int(config["train"]["epochs"]), int(config["train"]["save_every"]))
+
+
 def save(state: dict[str, Any], folder: Path) -> Path:
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
@@ -56,8 +91,12 @@ def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str
     """The raw checkpoint dict, checked for the keys every checkpoint has."""
     state = load_torch(path, map_location)
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise ArtifactError(f"{path}: not a normbounds checkpoint (expected keys "
-                            + ", ".join(REQUIRED_KEYS) + ")")
+        raise CheckpointError(f"{path}: not a normbounds checkpoint (expected keys "
+                              + ", ".join(REQUIRED_KEYS) + ")")
+    bad = _nonfinite(state["model"]) if isinstance(state["model"], dict) else "model"
+    if bad is not None:
+        raise CheckpointError(f"{path}: the weights {bad!r} hold NaN or infinite values;"
+                              " delete the file (`dvc repro` retrains from the one before)")
     return state
 
 
@@ -67,6 +106,9 @@ def load(path: Path, device: str | torch.device = "cpu") -> tuple[ConvNet, dict[
     The metadata is the checkpoint without its tensors-of-state: epoch, arch,
     config, history.
     """
+    if not is_intact(path):
+        raise CheckpointError(f"{path}: fails its CRC check; the file is truncated or corrupt"
+                              " (`dvc repro` retrains from the checkpoint before it)")
     state = load_state(path, device)
     model = ConvNet(Arch.from_dict(state["arch"])).to(device)
     model.load_state_dict(state["model"])

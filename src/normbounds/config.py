@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from normbounds.errors import ConfigError
+from normbounds.limits import check_limits
 
 # name -> (channels, side in pixels, classes): what validation needs to know
 # about each dataset before anything is loaded.
@@ -28,10 +32,6 @@ DATASETS: dict[str, tuple[int, int, int]] = {
     "svhn": (3, 32, 10),
     "cifar10": (3, 32, 10),
 }
-
-
-class ConfigError(ValueError):
-    """A parameter in params.yaml is missing, unknown, mistyped or out of range."""
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -204,6 +204,7 @@ class Config:
             if section.name != "variants":
                 getattr(self, section.name).check()
         _check_architecture(self)
+        check_limits(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -241,6 +242,19 @@ class _Loader(yaml.SafeLoader):
     pass
 
 
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    """A mapping whose keys are unique: YAML itself would silently keep the last one."""
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise ConfigError(f"params.yaml: key {key!r} appears twice (line"
+                              f" {key_node.start_mark.line + 1}); keep one")
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
@@ -362,4 +376,12 @@ def load_params(path: str | Path = "params.yaml", variant: str | None = None) ->
         raw = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw, variant)
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; it must hold the sections base, data,"
+                          " model, grid, train, bound (see the repository's params.yaml)")
+    cfg = parse_params(raw, variant)
+    late = [m for m in cfg.train.milestones if m > cfg.train.epochs]
+    if late:
+        print(f"warning: {path}: train.milestones {late} lie after train.epochs ="
+              f" {cfg.train.epochs}; those learning-rate decays never happen", file=sys.stderr)
+    return cfg

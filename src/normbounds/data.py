@@ -7,6 +7,7 @@ those tensors, so the network and the bound's data term see the same inputs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from normbounds.config import DATASETS, DataConfig
-from normbounds.io import ArtifactError, load_torch
+from normbounds.errors import ArtifactError, DatasetError
+from normbounds.io import load_torch
 
 # What torchvision expects under data.root for each data set, for error messages.
 _EXPECTED_FILES = {
@@ -23,10 +25,6 @@ _EXPECTED_FILES = {
     "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
     "svhn": "{train,test}_32x32.mat (and extra_32x32.mat when data.svhn_extra > 0)",
 }
-
-
-class DatasetError(RuntimeError):
-    """A data set cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +88,9 @@ def _torchvision(cfg: DataConfig, train: bool) -> Split:
     import torchvision.datasets as tvd
 
     root, dl = cfg.root, cfg.download
+    if Path(root).exists() and not Path(root).is_dir():
+        raise DatasetError(f"params.yaml: data.root = {root!r} is a file, not a folder;"
+                           " point data.root at the folder that holds the data set")
     try:
         if cfg.dataset in ("mnist", "fashionmnist"):
             cls = tvd.MNIST if cfg.dataset == "mnist" else tvd.FashionMNIST
@@ -159,6 +160,22 @@ def data_statistics(x: torch.Tensor, chunk: int = 4096) -> dict[str, float]:
         max_norm_sq = max(max_norm_sq, sq.flatten(1).sum(1).max().item())
     return {"P": per_pixel.max().item(), "S": per_pixel.sum().sqrt().item(),
             "X": max_norm_sq ** 0.5}
+
+
+def verify_stats(stats: dict, train: Split, path: Path) -> None:
+    """Check stats.json against the prepared train split it claims to describe.
+
+    P, S, X are recomputed (one pass over the data): an edited or stale
+    stats.json would otherwise change every bound without any error.
+    """
+    fresh = {"m": len(train), **data_statistics(train.x)}
+    for key, value in fresh.items():
+        claimed = stats.get(key)
+        if not isinstance(claimed, (int, float)) or not math.isclose(claimed, value,
+                                                                     rel_tol=1e-9):
+            raise ArtifactError(f"{path}: {key} = {claimed!r} does not match the prepared"
+                                f" training data ({value!r}); the file was edited or is stale:"
+                                " run `dvc repro -f prepare`")
 
 
 def noisy_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int) -> torch.Tensor:

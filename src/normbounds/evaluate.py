@@ -23,7 +23,8 @@ from torch.nn.utils import parametrize
 from normbounds import bounds, checkpoints
 from normbounds.config import Config
 from normbounds.data import Split
-from normbounds.io import ArtifactError, write_json, write_text
+from normbounds.errors import ArtifactError
+from normbounds.io import write_json, write_text
 from normbounds.layers import describe, max_patch_norm_sq
 from normbounds.runtime import progress
 from normbounds.train import loss_fn
@@ -92,6 +93,7 @@ def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Spl
     found = checkpoints.list_epochs(folder)
     if not found:
         raise ArtifactError(f"{folder}: no checkpoints (run the train stage first)")
+    _check_complete(folder, found)
     if len(train) != stats["m"]:
         raise ArtifactError(f"stats.json says m = {stats['m']} but the train split has"
                             f" {len(train)} samples; rerun `dvc repro prepare`")
@@ -108,6 +110,19 @@ def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Spl
                              reference, timings)
         rows.append({"epoch": epoch, **row})
     return rows
+
+
+def _check_complete(folder: Path, found: list[tuple[int, Path]]) -> None:
+    """Every epoch the run's train config saves is there: a missing one is a hole."""
+    _, meta = checkpoints.load(found[-1][1])
+    expected = checkpoints.expected_epochs(meta["config"])
+    missing = sorted(set(expected) - {e for e, _ in found})
+    extra = sorted({e for e, _ in found} - set(expected))
+    if missing or extra:
+        what = (f"epoch(s) {missing} missing" if missing else "") + (
+            f"{'; ' if missing else ''}epoch(s) {extra} not part of the run" if extra else "")
+        raise ArtifactError(f"{folder}: the run is incomplete ({what}; expected {expected});"
+                            " run `dvc repro` to write the missing checkpoints again")
 
 
 def write_results(rows: list[dict], csv_path: Path, metrics_path: Path) -> None:

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from normbounds.errors import ArtifactError
 
-class ArtifactError(RuntimeError):
-    """A file the pipeline needs is missing, truncated or not what it should be."""
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def _atomic(path: Path, write) -> None:
@@ -25,6 +33,7 @@ def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give what a normal write gives
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -50,8 +59,13 @@ def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
         raise ArtifactError(f"{path}: file not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a global: code, not tensors
+        raise ArtifactError(f"{path}: not a file of this project: it holds Python objects"
+                            " that a weights-only load refuses to run; delete it (`dvc repro`"
+                            " writes checkpoints again)") from None
     except Exception as err:  # torch raises several types for a damaged zip or pickle
-        raise ArtifactError(f"{path}: cannot be loaded ({type(err).__name__}: {err});"
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise ArtifactError(f"{path}: cannot be loaded ({type(err).__name__}: {reason});"
                             " the file is truncated or corrupt") from None
 
 

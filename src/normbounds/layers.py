@@ -17,9 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-
-class UnsupportedLayerError(ValueError):
-    """The network holds a layer the bounds of the spec do not cover."""
+from normbounds.errors import UnsupportedLayerError
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,6 @@ SEEDS = 16  # frequencies solved exactly first, for a high floor to prune agains
 GRAM_STEPS = 8  # squarings of K^* K used to skip frequencies before the exact solver
 
 
-class ConvergenceError(RuntimeError):
-    """Lanczos did not converge within bound.lanczos_max_steps (raised under `estimate`)."""
-
-
 @dataclass(frozen=True)
 class Sigma:
     """Both Lipschitz constants of one layer and how the lower one was found."""

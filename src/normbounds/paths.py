@@ -77,6 +77,11 @@ class Paths:
         return self.root / "reports" / "summary.md"
 
     @property
+    def params_ok(self) -> Path:
+        """Written by the `check` stage once params.yaml (every variant) is valid."""
+        return self.root / "reports" / "params.ok"
+
+    @property
     def figure1_png(self) -> Path:
         return self.root / "plots" / "figure1.png"
 

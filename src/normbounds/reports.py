@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from normbounds.config import Entry
-from normbounds.io import ArtifactError, write_text
+from normbounds.errors import ArtifactError
+from normbounds.io import write_text
 from normbounds.paths import Paths
 
 BOUNDS = ["ours", "golowich", "long_sedghi", "graf", "ledent"]
@@ -30,9 +31,27 @@ def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
         path = paths.results(entry)
         if not path.is_file():
             raise ArtifactError(f"{path}: missing (run `dvc repro evaluate@{entry.name}`)")
-        frame = pd.read_csv(path)
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ArtifactError(f"{path}: not a results table ({type(err).__name__}); run"
+                                f" `dvc repro -f evaluate@{entry.name}`") from None
+        _check_columns(frame, path, entry)
         frames.append(frame.assign(depth=entry.depth, width=entry.width, seed=entry.seed))
     return pd.concat(frames, ignore_index=True).sort_values(["depth", "width", "seed", "epoch"])
+
+
+def _check_columns(frame: pd.DataFrame, path: Path, entry: Entry) -> None:
+    """Every column the figures and the summary read is there, numeric and non-empty,
+    so the figures stage fails before it writes anything."""
+    needed = ["epoch", "non_vacuous", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS, *BOUNDS]
+    missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
+    bad = [c for c in dict.fromkeys(needed) if c in frame.columns
+           and not pd.api.types.is_numeric_dtype(frame[c])]
+    if frame.empty or missing or bad:
+        what = ("no rows" if frame.empty else f"missing column(s) {missing}" if missing
+                else f"non-numeric column(s) {bad}")
+        raise ArtifactError(f"{path}: {what}; run `dvc repro -f evaluate@{entry.name}`")
 
 
 def final_rows(results: pd.DataFrame) -> pd.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from normbounds.config import Config, ConfigError, Entry, load_params
+from normbounds.config import Config, Entry, load_params
+from normbounds.errors import ConfigError, NormboundsError
 from normbounds.paths import Paths
 
 
@@ -31,19 +33,32 @@ def progress(iterable: Iterable, **kwargs: Any) -> tqdm:
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main; a known error prints one line and exits 1, without a traceback."""
-    from normbounds.data import DatasetError
-    from normbounds.io import ArtifactError
-    from normbounds.layers import UnsupportedLayerError
-    from normbounds.lipschitz import ConvergenceError
-    from normbounds.train import TrainingError
-
-    known = (ConfigError, DatasetError, ArtifactError, TrainingError, ConvergenceError,
-             UnsupportedLayerError)
     try:
         main()
-    except known as err:
+    except NormboundsError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except OSError as err:  # a full disk, a read-only folder, a file where a folder should be
+        print(f"error: {os_message(err)}", file=sys.stderr)
+        sys.exit(1)
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device; free some and run `dvc repro` again (files"
+                  " already written are complete: every write is atomic)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run `dvc repro` again",
+    errno.EACCES: "permission denied; make it writable for you and run `dvc repro` again",
+    errno.EPERM: "operation not permitted; check its owner and flags and run again",
+    errno.EROFS: "the file system is read-only; run from a writable checkout",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; fix the path",
+}
+
+
+def os_message(err: OSError) -> str:
+    """One line for an OSError: the file, what went wrong, and what to do."""
+    where = err.filename if err.filename is not None else "a file"
+    hint = _OS_HINTS.get(err.errno, err.strerror or type(err).__name__)
+    return f"{where}: {hint}"
 
 
 def stage_args(description: str | None, with_entry: bool = True) -> tuple[Entry | None, Paths]:

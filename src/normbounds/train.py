@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,10 @@ import torch.nn.functional as F
 from normbounds import checkpoints
 from normbounds.config import Config, Entry
 from normbounds.data import Split
+from normbounds.errors import TrainingError
 from normbounds.io import write_json, write_text
 from normbounds.models import Arch, ConvNet
 from normbounds.runtime import progress
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss stopped being finite)."""
 
 
 def loss_fn(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -39,11 +38,6 @@ def loss_fn(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor
     if name == "cross_entropy":
         return F.cross_entropy
     raise ValueError(f"unknown loss {name!r}: allowed mse, cross_entropy")
-
-
-def save_epochs(epochs: int, every: int) -> set[int]:
-    """Initialisation, the first epoch, every `every` epochs and the last."""
-    return {0, 1, epochs} | set(range(every, epochs + 1, every))
 
 
 def file_digest(*paths: Path) -> str:
@@ -108,31 +102,50 @@ def remove_partial(folder: Path) -> None:
 
 
 def clear(folder: Path) -> None:
-    """Remove checkpoints and stray temporary files, keep the folder."""
-    for _, path in checkpoints.list_epochs(folder):
-        path.unlink()
-    remove_partial(folder)
+    """Start the folder afresh, atomically: the old run is renamed aside in one step
+    (a kill or a failure leaves either the old run whole or an empty folder), then
+    deleted; leftovers of an interrupted delete go on the next start."""
+    folder = Path(folder)
+    _remove_aside(folder)
+    if folder.is_dir():
+        aside = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
-def _drop_damaged(folder: Path, log: Callable[[str], None]) -> None:
-    """Delete the first damaged checkpoint and all later ones; training writes them again.
+def _remove_aside(folder: Path) -> None:
+    for old in folder.parent.glob(f".{folder.name}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
 
-    Resuming past a damaged file would leave a hole in the run that evaluate
-    cannot fill, so the run goes back to the last checkpoint before it.
+
+def _drop_damaged(folder: Path, expected: list[int], log: Callable[[str], None]) -> None:
+    """Delete the first damaged or missing-predecessor checkpoint and all later ones;
+    training writes them again.
+
+    A checkpoint is damaged when it fails its CRC, is not loadable as weights only,
+    or holds non-finite weights. The saved epochs must be a prefix of `expected`:
+    resuming past a damaged file or a gap would leave a hole in the run that
+    evaluate cannot fill, so the run goes back to the last good checkpoint.
     """
     saved = checkpoints.list_epochs(folder)
-    bad = next((i for i, (_, path) in enumerate(saved) if not checkpoints.is_intact(path)), None)
-    if bad is None:
-        return
-    log(f"{saved[bad][1]} is truncated or corrupt: it and the {len(saved) - bad - 1} later"
-        " checkpoint(s) will be written again")
-    for _, path in saved[bad:]:
-        path.unlink()
+    for i, (epoch, path) in enumerate(saved):
+        if i >= len(expected) or epoch != expected[i]:
+            reason = (f"epoch {expected[i]} is missing before {path.name}" if i < len(expected)
+                      else f"{path.name} lies past the last epoch")
+        else:
+            reason = checkpoints.problem(path)
+        if reason is not None:
+            log(f"{folder}: {reason}: it and the {len(saved) - i - 1} later checkpoint(s)"
+                " will be written again")
+            for _, later in saved[i:]:
+                later.unlink()
+            return
 
 
 def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | None:
     """The newest intact checkpoint, if it was made with this exact config, else None."""
-    _drop_damaged(folder, log)
+    _drop_damaged(folder, checkpoints.expected_epochs(fp), log)
     saved = checkpoints.list_epochs(folder)
     if not saved:
         return None
@@ -180,7 +193,7 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(tc.milestones), gamma=tc.lr_factor)
     gen = torch.Generator().manual_seed(entry.seed)
     loss = loss_fn(tc.loss, arch.num_classes)
-    to_save = save_epochs(tc.epochs, tc.save_every)
+    to_save = set(checkpoints.save_epochs(tc.epochs, tc.save_every))
 
     def snapshot(epoch: int, history: list) -> dict[str, Any]:
         return {"epoch": epoch, "arch": arch.to_dict(), "config": fp, "history": history,

@@ -159,6 +159,9 @@ def test_values_do_not_depend_on_the_evaluation_batch_size():
         cfg = _cfg_with(eval_batch_size=batch)
         rows.append(evaluate_model(net, stats, cfg, train, test, "mse"))
     for key in rows[0]:
+        if isinstance(rows[0][key], str):  # notes
+            assert rows[1][key] == rows[2][key] == rows[0][key]
+            continue
         assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-6), key
         assert rows[2][key] == pytest.approx(rows[0][key], rel=1e-6), key
 
@@ -238,3 +241,22 @@ class _WithExtra(ConvNet):
 def test_unsupported_layers_raise(net, message):
     with pytest.raises(UnsupportedLayerError, match=re.escape(message)):
         describe(net)
+
+
+def test_a_non_finite_bound_is_explained_in_the_row():
+    # past the float64 range: the log-space formula gives inf, never an OverflowError
+    assert bounds.golowich(800.0, 4, 10, 30.0, 100, 1.0, 0.001) == math.inf
+    assert bounds.ours(800.0, 4, [4] * 3, [4] * 3, 10, 1.0, 100, 1.0, 0.001) == math.inf
+    # a layer of zeros: the network is constant. Graf's C_l (prod over j != l) are all 0;
+    # Ledent's rho_{l+} divides by the patch norms behind it, which are 0: undefined
+    x = torch.rand(20, 1, 10, 10, generator=torch.Generator().manual_seed(10))
+    stats = {"m": 20, "num_classes": 10, "P": 1.0, "S": 2.0}
+    net = _random_net(11, weight_norm=False)
+    plain = bounds.compute(net, stats, TIGHT, train_x=x)
+    assert plain["notes"] == ""
+    with torch.no_grad():
+        net.convs[1].weight.zero_()
+    out = bounds.compute(net, stats, TIGHT, train_x=x)
+    assert out["graf"] == pytest.approx(2 * 4 / 20 + 3 * math.sqrt(math.log(2000) / 40))
+    assert math.isfinite(out["ours"]) and math.isnan(out["ledent"])
+    assert out["notes"] == "ledent: undefined (a layer's input patches are all zero)"

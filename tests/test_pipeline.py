@@ -20,7 +20,7 @@ METRIC_KEYS = (
     ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
      "certificate", "non_vacuous", "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
      "data_p", "data_s", "rho", "log_rho", "rho_golowich", "ours", "golowich", "long_sedghi",
-     "graf", "ledent"]
+     "graf", "ledent", "notes"]
     + [f"{k}_l{i}" for i in (1, 2) for k in LAYER_KEYS + ["deg", "pred"]]
     + [f"{k}_l3" for k in LAYER_KEYS]
 )
@@ -82,7 +82,7 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         assert metrics["epoch"] == 2 and metrics["m"] == 200
         assert metrics["certificate"] == pytest.approx(metrics["margin_error"] + metrics["ours"])
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
-    assert set(lock) == {"prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
+    assert set(lock) == {"check", "prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
                          "evaluate@2-3-0", "figures"}
     for path in (paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width,
                  paths.layer_norms, paths.summary_csv):
@@ -95,6 +95,8 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(grid={"widths": [2, 4]})))
     out = dvc(work, "repro").stdout
     assert "Running stage 'train@2-4-0'" in out and "Running stage 'evaluate@2-4-0'" in out
+    assert "Running stage 'check'" in out  # params changed: validated before anything else
+    assert out.index("Running stage 'check'") < out.index("Running stage 'train@2-4-0'")
     assert "Running stage 'train@2-2-0'" not in out and "Running stage 'prepare'" not in out
     assert "Running stage 'evaluate@2-2-0'" not in out and "Running stage 'figures'" in out
     assert "up to date" in dvc(work, "status").stdout

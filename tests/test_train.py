@@ -12,7 +12,7 @@ from normbounds import checkpoints
 from normbounds.checkpoints import save_epochs
 from normbounds.config import Entry, parse_params
 from normbounds.data import Split
-from normbounds.io import ArtifactError
+from normbounds.errors import ArtifactError
 from normbounds.models import Arch
 from normbounds.train import TrainingError, train_entry, write_history
 
@@ -91,7 +91,7 @@ def test_truncated_checkpoint_is_named(tmp_path):
     _run(_cfg(epochs=1), tmp_path)
     path = tmp_path / "epoch_0001.pt"
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(ArtifactError, match=r"epoch_0001.pt: cannot be loaded .* truncated"):
+    with pytest.raises(ArtifactError, match=r"epoch_0001.pt: fails its CRC check; the file is"):
         checkpoints.load(path)
 
 

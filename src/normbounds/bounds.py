@@ -47,6 +47,11 @@ def _logsum(logs: Sequence[float]) -> float:
     return float(np.logaddexp.reduce(np.asarray(logs, dtype=np.float64)))
 
 
+def _exp(x: float) -> float:
+    """exp that gives inf past the float64 range instead of raising OverflowError."""
+    return math.exp(x) if x < 709.0 else math.inf
+
+
 def _log(x: float) -> float:
     return math.log(x) if x > 0 else -math.inf
 
@@ -78,7 +83,7 @@ def ours(log_rho: float, depth_d: int, degs: Sequence[int], preds: Sequence[int]
     log_first = (math.log(2.0 * math.sqrt(2.0)) + _log_plus(log_rho, 1.0) - math.log(gamma * m)
                  + math.log(complexity)
                  + 0.5 * (sum(math.log(p) for p in preds) + math.log(P)))
-    return math.exp(log_first) + _margin_term(log_rho, m, delta)
+    return _exp(log_first) + _margin_term(log_rho, m, delta)
 
 
 def golowich(log_rho_g: float, depth_d: int, num_classes: int, S: float, m: int,
@@ -95,7 +100,7 @@ def golowich(log_rho_g: float, depth_d: int, num_classes: int, S: float, m: int,
     complexity = 1.0 + math.sqrt(2.0 * (depth_d * LOG2 + math.log(num_classes)))
     log_first = (math.log(2.0 * math.sqrt(2.0)) + _log_plus(log_rho_g, 1.0) - math.log(gamma * m)
                  + math.log(complexity) + math.log(S))
-    return math.exp(log_first) + _margin_term(log_rho_g, m, delta)
+    return _exp(log_first) + _margin_term(log_rho_g, m, delta)
 
 
 def long_sedghi(sigmas: Sequence[float], n_params: int, m: int, delta: float) -> float:
@@ -108,7 +113,7 @@ def long_sedghi(sigmas: Sequence[float], n_params: int, m: int, delta: float) ->
     code exists; this is the original study's reading).
     """
     d = len(sigmas)
-    geo_mean = math.exp(sum(_log(s) for s in sigmas) / d)
+    geo_mean = _exp(sum(_log(s) for s in sigmas) / d)
     return d * geo_mean * math.sqrt(n_params / m) + math.sqrt(math.log(1.0 / delta) / m)
 
 
@@ -123,11 +128,13 @@ def graf(sigmas: Sequence[float], l21_dists: Sequence[float], S: float, m: int, 
     l21_dists: ||W_l - M_l||_{2,1} per layer (M_l the reference weights).
     """
     log_sigmas = [_log(s) for s in sigmas]
-    base = math.log(4.0 / gamma) + math.log(S) - 0.5 * math.log(m) + sum(log_sigmas)
-    log_c = [base + _log(a) - ls for a, ls in zip(l21_dists, log_sigmas, strict=True)]
+    base = math.log(4.0 / gamma) + math.log(S) - 0.5 * math.log(m)
+    # prod_j sigma_j / sigma_l as the product over j != l: defined when sigma_l = 0
+    log_c = [base + sum(log_sigmas[:i] + log_sigmas[i + 1:]) + _log(a)
+             for i, a in enumerate(l21_dists)]
     log_sum = 1.5 * _logsum([2.0 / 3.0 * lc for lc in log_c])
     scale = 12.0 * math.log(m) / math.sqrt(m) * math.sqrt(math.log(2.0 * n_max))
-    return 2.0 * (4.0 / m + scale * math.exp(log_sum)) + _confidence_term(m, delta)
+    return 2.0 * (4.0 / m + scale * _exp(log_sum)) + _confidence_term(m, delta)
 
 
 def ledent(sigmas: Sequence[float], a: Sequence[float], b: Sequence[float],
@@ -147,6 +154,8 @@ def ledent(sigmas: Sequence[float], a: Sequence[float], b: Sequence[float],
     d_l: the spatial side of layer l's input; O_l: positions; m_l: output channels.
     """
     d = len(sigmas)
+    if min(b) <= 0.0:  # rho_{l+} divides by b_{i+1}: undefined when a layer's input is all 0
+        return math.nan
     log_s = [_log(s) for s in sigmas]
     log_b = [_log(v) for v in b] + [math.log(gamma)]  # b_1..b_D, b_{D+1} = gamma
     log_r, log_load = [], []
@@ -167,7 +176,27 @@ def ledent(sigmas: Sequence[float], a: Sequence[float], b: Sequence[float],
     log_inner = float(np.logaddexp(math.log(32.0) + log_gamma_max + 2.0 * math.log(m),
                                    math.log(7.0 * w_bar * m)))
     scale = 768.0 * math.sqrt(log_inner / LOG2) * math.log(m) / math.sqrt(m)
-    return 2.0 * (4.0 / m + scale * math.exp(log_big_r)) + _confidence_term(m, delta)
+    return 2.0 * (4.0 / m + scale * _exp(log_big_r)) + _confidence_term(m, delta)
+
+
+BOUND_NAMES = ("ours", "golowich", "long_sedghi", "graf", "ledent")
+
+
+def _notes(out: dict) -> str:
+    """Why a bound is not a finite number, for the results' `notes` column ('' if all are).
+
+    The formulas are evaluated in log space, so inf means the true value exceeds
+    the float64 range (about 1.8e308); nan means a formula is undefined: Ledent's
+    rho_{l+} divides by the patch norms b_l, which are 0 behind a layer of zeros.
+    """
+    notes = []
+    for name in BOUND_NAMES:
+        value = out[name]
+        if math.isinf(value):
+            notes.append(f"{name}: exceeds the float64 range")
+        elif math.isnan(value):
+            notes.append(f"{name}: undefined (a layer's input patches are all zero)")
+    return "; ".join(notes)
 
 
 def lipschitz_constants(specs: list[LayerSpec], cfg: BoundConfig,
@@ -274,7 +303,7 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
     # a dense first layer sees the whole image as one patch: P = S^2 (spec, FC layers)
     data_p = stats["S"] ** 2 if specs[0].kind == "fc" else stats["P"]
     fro = [frobenius(s.weight) for s in specs]
-    log_rho = sum(math.log(f) for f in fro)
+    log_rho = sum(_log(f) for f in fro)  # -inf for a zero layer: rho = 0
     log_rho_g = log_rho + sum(0.5 * math.log(s.positions) for s in specs)  # Toeplitz norms
     both = lipschitz_constants(specs, bc, warm)
     sigmas = chosen_sigmas(both, specs, bc)
@@ -287,8 +316,8 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
         "m": m, "num_classes": n_classes, "depth_d": d, "n_params": n_params, "n_max": n_max,
         "a_max": max(s.n_inputs for s in specs),  # the head's input is the last conv output
         "data_p": data_p,
-        "data_s": stats["S"], "rho": math.exp(log_rho), "log_rho": log_rho,
-        "rho_golowich": math.exp(log_rho_g)}
+        "data_s": stats["S"], "rho": _exp(log_rho), "log_rho": log_rho,
+        "rho_golowich": _exp(log_rho_g)}
     gamma, delta = bc.gamma, bc.delta
     out["ours"] = ours(log_rho, d, [s.deg for s in convs], [s.pred for s in convs], n_classes,
                        data_p, m, gamma, delta)
@@ -298,6 +327,7 @@ def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
     out["ledent"] = ledent(sigmas, a, patch_norms, [s.side_in for s in specs],
                            [s.positions for s in specs], [s.out_channels for s in specs],
                            m, gamma, delta)
+    out["notes"] = _notes(out)
     for i, s in enumerate(specs):
         n = s.index
         out |= {f"fro_l{n}": fro[i], f"sigma_l{n}": sigmas[i],

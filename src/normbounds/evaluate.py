@@ -128,5 +128,5 @@ def _check_complete(folder: Path, found: list[tuple[int, Path]]) -> None:
 def write_results(rows: list[dict], csv_path: Path, metrics_path: Path) -> None:
     """results/<entry>.csv (one row per checkpoint) and metrics/<entry>.json (the last)."""
     write_text(pd.DataFrame(rows).to_csv(index=False, float_format="%.10g"), csv_path)
-    write_json({k: (v if isinstance(v, int) else float(v)) for k, v in rows[-1].items()},
+    write_json({k: (v if isinstance(v, (int, str)) else float(v)) for k, v in rows[-1].items()},
                metrics_path)

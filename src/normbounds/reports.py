@@ -44,7 +44,7 @@ def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
 def _check_columns(frame: pd.DataFrame, path: Path, entry: Entry) -> None:
     """Every column the figures and the summary read is there, numeric and non-empty,
     so the figures stage fails before it writes anything."""
-    needed = ["epoch", "non_vacuous", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS, *BOUNDS]
+    needed = ["epoch", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS, *BOUNDS]
     missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
     bad = [c for c in dict.fromkeys(needed) if c in frame.columns
            and not pd.api.types.is_numeric_dtype(frame[c])]

@@ -131,13 +131,13 @@ def _drop_damaged(folder: Path, expected: list[int], log: Callable[[str], None])
     saved = checkpoints.list_epochs(folder)
     for i, (epoch, path) in enumerate(saved):
         if i >= len(expected) or epoch != expected[i]:
-            reason = (f"epoch {expected[i]} is missing before {path.name}" if i < len(expected)
-                      else f"{path.name} lies past the last epoch")
+            reason = (f"{folder}: epoch {expected[i]} is missing before {path.name}"
+                      if i < len(expected) else f"{path}: lies past the last epoch")
         else:
             reason = checkpoints.problem(path)
         if reason is not None:
-            log(f"{folder}: {reason}: it and the {len(saved) - i - 1} later checkpoint(s)"
-                " will be written again")
+            log(f"{reason}: it and the {len(saved) - i - 1} later checkpoint(s) will be"
+                " written again")
             for _, later in saved[i:]:
                 later.unlink()
             return

@@ -295,3 +295,16 @@ def test_atomic_writes_get_the_umask_permissions(tmp_path, monkeypatch):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o640
+
+
+def test_an_unconverged_estimate_is_one_line(repo, baseline, monkeypatch, capsys):
+    write_params(repo, tiny_params(grid={"widths": [2]}, train=PARAMS["train"],
+                                   bound={"lipschitz": "estimate", "lanczos_max_steps": 1}))
+    try:
+        code, err = _stage(repo, "evaluate.py", monkeypatch, capsys, ENTRY)
+    finally:
+        write_params(repo, PARAMS)
+    assert code == 1
+    _one_line(err, "bound.lipschitz = estimate: Lanczos did not reach bound.lanczos_tol",
+              "bound.lanczos_max_steps = 1")
+    assert tree_digest(repo) == baseline

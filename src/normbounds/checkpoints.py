@@ -60,12 +60,16 @@ def problem(path: Path) -> str | None:
     every checkpoint has, and finite weights.
     """
     if not is_intact(path):
-        return f"{path}: fails its CRC check; the file is truncated or corrupt"
+        return _crc_failure(path)
     try:
         load_state(path)
     except ArtifactError as err:
         return str(err)
     return None
+
+
+def _crc_failure(path: Path) -> str:
+    return f"{path}: fails its CRC check; the file is truncated or corrupt"
 
 
 def save_epochs(epochs: int, every: int) -> list[int]:
@@ -107,8 +111,8 @@ def load(path: Path, device: str | torch.device = "cpu") -> tuple[ConvNet, dict[
     config, history.
     """
     if not is_intact(path):
-        raise CheckpointError(f"{path}: fails its CRC check; the file is truncated or corrupt"
-                              " (`dvc repro` retrains from the checkpoint before it)")
+        raise CheckpointError(f"{_crc_failure(path)} (`dvc repro` retrains from the checkpoint"
+                              " before it)")
     state = load_state(path, device)
     model = ConvNet(Arch.from_dict(state["arch"])).to(device)
     model.load_state_dict(state["model"])

@@ -18,6 +18,7 @@ from normbounds.errors import ConvergenceError
 from normbounds.evaluate import evaluate_model
 from normbounds.lanczos import lanczos_top
 from normbounds.lipschitz import (
+    _gram_operator,
     conv_matrix,
     conv_sigma,
     fourier_symbol,
@@ -176,3 +177,16 @@ def test_lipschitz_modes_and_an_unconverged_estimate():
 def test_a_zero_kernel_has_norm_zero():
     sigma, _ = conv_sigma(torch.zeros(3, 2, 2, 2, dtype=torch.float64), (2, 6, 6), 1)
     assert (sigma.lower, sigma.upper, sigma.converged) == (0.0, 0.0, True)
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (1, 2), (1, 3), (2, 1), (3, 2)])
+def test_gram_operator_is_the_exact_product_with_the_adjoint(stride, padding):
+    """v -> A^T A v equals the explicit matrix product for both adjoint paths (the
+    flipped-kernel conv for stride 1 and padding < k, conv_transpose2d otherwise)."""
+    gen = torch.Generator().manual_seed(7 * stride + padding)
+    weight = torch.randn(3, 2, 2, 2, generator=gen, dtype=torch.float64)
+    in_shape = (2, 5, 5)
+    matrix = conv_matrix(weight, in_shape, stride, padding)
+    v = torch.randn(math.prod(in_shape), generator=gen, dtype=torch.float64)
+    got = _gram_operator(weight, in_shape, stride, padding)(v)
+    assert torch.allclose(got, matrix.T @ (matrix @ v), rtol=0, atol=1e-12)

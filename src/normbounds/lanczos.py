@@ -55,7 +55,9 @@ def lanczos_top(apply: Callable[[torch.Tensor], torch.Tensor], start: torch.Tens
             w = apply(vs[j])
             steps += 1
             alpha.append(torch.dot(vs[j], w).item())
-            w -= alpha[-1] * vs[j] + (beta[-1] * vs[j - 1] if j else 0.0)
+            w.sub_(vs[j], alpha=alpha[-1])  # in place: no temporaries of the basis' size
+            if j:
+                w.sub_(vs[j - 1], alpha=beta[-1])
             b = w.norm().item()
             theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta),
                                         select="i", select_range=(j, j))
@@ -63,7 +65,7 @@ def lanczos_top(apply: Callable[[torch.Tensor], torch.Tensor], start: torch.Tens
             if b * abs(s[-1].item()) <= tol * abs(theta) or b <= 1e-14 * abs(theta):
                 return Ritz(theta, _combine(vs[: j + 1], s), steps, True)
             beta.append(b)
-            vs[j + 1] = w / b
+            torch.div(w, b, out=vs[j + 1])
         v = _combine(vs[: len(alpha)], s)
         if steps >= max_steps:
             return Ritz(theta, v, steps, False)

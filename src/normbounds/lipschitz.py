@@ -230,9 +230,14 @@ def _gram_operator(weight: torch.Tensor, in_shape: tuple[int, int, int], stride:
     n_out = (n + 2 * padding - k) // stride + 1
     # input rows past the last window (stride leftovers): the adjoint gives them zeros
     extra = n + 2 * padding - ((n_out - 1) * stride + k)
+    # stride 1: the adjoint is the conv with the flipped, transposed kernel and
+    # padding k - 1 - padding, faster on CPU than conv_transpose2d
+    flipped = weight.flip(-1, -2).transpose(0, 1).contiguous()
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         u = F.conv2d(v.view(1, *in_shape), weight, stride=stride, padding=padding)
+        if stride == 1 and padding < k:
+            return F.conv2d(u, flipped, padding=k - 1 - padding).flatten()
         return F.conv_transpose2d(u, weight, stride=stride, padding=padding,
                                   output_padding=extra).flatten()
     return apply

@@ -117,7 +117,10 @@ train=$(submit nb-train "${common[@]}" "${gpu[@]}" --array="0-$last${max:+%$max}
 rest=$(submit nb-rest "${common[@]}" "${gpu[@]}" --dependency="afterok:$train" \
   --output="$logs/rest.out" "$REPO/slurm/job.sh" rest)
 
-[[ $dry == 1 ]] && echo "dry run, nothing submitted"
-echo "submitted from $dir: prepare $prep, train array $train (${#stages[@]} tasks), rest $rest"
-echo "logs in $logs; watch with: squeue -u \"\$USER\""
-[[ $dry == 1 ]] || echo "$prep $train $rest" > "$logs/jobs.txt"
+if [[ $dry == 1 ]]; then
+  echo "dry run from $dir: nothing submitted (prepare, a train array of ${#stages[@]} tasks, rest)"
+else
+  echo "submitted from $dir: prepare $prep, train array $train (${#stages[@]} tasks), rest $rest"
+  echo "logs in $logs; watch with: squeue -u \"\$USER\""
+  echo "$prep $train $rest" > "$logs/jobs.txt"
+fi

@@ -3,13 +3,13 @@
 from normbounds.data import load_split, verify_stats
 from normbounds.evaluate import evaluate_run, write_results
 from normbounds.io import read_json
-from normbounds.runtime import resolve_device, run_stage, stage_args, stage_config
+from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
 
 
 def main() -> None:
     entry, paths = stage_args(__doc__)
     cfg = stage_config(paths)
-    device = resolve_device(cfg.base.device)
+    device = setup_torch(cfg.base)
     stats = read_json(paths.stats)
     train = load_split(paths.train_data).to(device)
     verify_stats(stats, train, paths.stats)

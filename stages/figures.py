@@ -1,4 +1,5 @@
-"""Stage `figures`: results/<entry>.csv -> Figure 1, bounds vs width, layer norms, summary."""
+"""Stage `figures`: results/<entry>.csv -> Figure 1, bounds vs width, layer norms, summary,
+the DVC plot template."""
 
 from normbounds import plots
 from normbounds.reports import load_results, summary, write_summary
@@ -12,6 +13,7 @@ def main() -> None:
     plots.figure1(results, paths.figure1_png, paths.figure1_pdf)
     plots.bounds_vs_width(results, paths.bounds_vs_width)
     plots.layer_norms(results, paths.layer_norms)
+    plots.write_vega_template(paths.vega_template)
     table = summary(results)
     write_summary(table, paths.summary_csv, paths.summary_md)
     print(paths.summary_md.read_text(), end="")

@@ -1,19 +1,22 @@
-"""Stage `figure` of a study (studies/<name>/dvc.yaml): every variant's results ->
-plots/study.png and metrics/study.json."""
+"""Stage `figure` of a study (studies/study.dvc.yaml, run from studies/<name>/): every
+variant's results -> plots/study.png and metrics/study.json. The study's figure is the
+one named like its folder."""
 
-import argparse
+from pathlib import Path
 
+from normbounds.errors import ConfigError
 from normbounds.io import write_json
 from normbounds.paths import Paths
-from normbounds.runtime import run_stage, stage_config
+from normbounds.runtime import run_stage, stage_args, stage_config
 from normbounds.studies import FIGURES, load_study
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=list(FIGURES), help="which study's figure to draw")
-    kind = parser.parse_args().kind
-    paths = Paths()
+    _, paths = stage_args(__doc__, with_entry=False)
+    kind = Path.cwd().name
+    if kind not in FIGURES:
+        raise ConfigError(f"{Path.cwd()}: no study figure is named {kind!r}; a study folder"
+                          f" is named after one of {sorted(FIGURES)} (copy one to start)")
     cfg = stage_config(paths)
     numbers = FIGURES[kind](load_study(paths.root, cfg), paths.study_figure)
     write_json({"study": kind, **numbers}, paths.study_metrics)

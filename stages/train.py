@@ -3,20 +3,20 @@
 from normbounds.data import load_split
 from normbounds.io import read_json
 from normbounds.models import arch_for
-from normbounds.runtime import resolve_device, run_stage, stage_args, stage_config
+from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
 from normbounds.train import file_digest, train_entry, write_history
 
 
 def main() -> None:
     entry, paths = stage_args(__doc__)
     cfg = stage_config(paths)
-    device = resolve_device(cfg.base.device)
+    device = setup_torch(cfg.base)
     stats = read_json(paths.stats)
     arch = arch_for(entry.depth, entry.width, cfg.model, stats)
     data = load_split(paths.train_data).to(device)
     history = train_entry(cfg, entry, data, arch, paths.checkpoints(entry),
                           file_digest(paths.train_data))
-    write_history(history, paths.train_log(entry), paths.train_metrics(entry))
+    write_history(history, paths.train_live(entry))
 
 
 if __name__ == "__main__":

@@ -87,8 +87,8 @@ def make_pipeline(work: Path, params: dict, *folders: str) -> Path:
     """A fresh git + DVC repository holding this pipeline (plus `folders`) and `params`."""
     work.mkdir(parents=True)
     for name in ("stages", "src", *folders):
-        shutil.copytree(REPO / name, work / name, ignore=shutil.ignore_patterns(
-            "__pycache__", "*.egg-info", "dvc.lock", *OUTPUT_DIRS))  # code and params only
+        shutil.copytree(REPO / name, work / name, symlinks=True, ignore=shutil.ignore_patterns(
+            "__pycache__", "*.egg-info", "dvc.lock", "cache", "tmp", *OUTPUT_DIRS))  # code, params
     shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
     write_params(work, params)
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)

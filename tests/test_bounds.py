@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from normbounds import bounds
+from normbounds import bounds, formulas
 from normbounds.config import BoundConfig
 from normbounds.data import Split
 from normbounds.evaluate import data_pass, evaluate_model, margin_errors
@@ -142,7 +142,7 @@ def test_scaling_one_layer_scales_rho_and_moves_ours_as_the_formula_says():
     assert after["fro_l2"] == pytest.approx(t * before["fro_l2"], rel=1e-6)
     assert after["sigma_l2"] == pytest.approx(t * before["sigma_l2"], rel=1e-6)
     assert after["fro_l1"] == before["fro_l1"] and after["sigma_l3"] == before["sigma_l3"]
-    expected = bounds.ours(math.log(t * before["rho"]), 3, [4, 4], [4, 4], 10, 12.0, 50, 1.0,
+    expected = formulas.ours(math.log(t * before["rho"]), 3, [4, 4], [4, 4], 10, 12.0, 50, 1.0,
                            0.001)
     assert after["ours"] == pytest.approx(expected, rel=1e-6)
     assert after["ours"] > before["ours"]
@@ -245,8 +245,8 @@ def test_unsupported_layers_raise(net, message):
 
 def test_a_non_finite_bound_is_explained_in_the_row():
     # past the float64 range: the log-space formula gives inf, never an OverflowError
-    assert bounds.golowich(800.0, 4, 10, 30.0, 100, 1.0, 0.001) == math.inf
-    assert bounds.ours(800.0, 4, [4] * 3, [4] * 3, 10, 1.0, 100, 1.0, 0.001) == math.inf
+    assert formulas.golowich(800.0, 4, 10, 30.0, 100, 1.0, 0.001) == math.inf
+    assert formulas.ours(800.0, 4, [4] * 3, [4] * 3, 10, 1.0, 100, 1.0, 0.001) == math.inf
     # a layer of zeros: the network is constant. Graf's C_l (prod over j != l) are all 0;
     # Ledent's rho_{l+} divides by the patch norms behind it, which are 0: undefined
     x = torch.rand(20, 1, 10, 10, generator=torch.Generator().manual_seed(10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 import yaml
 from conftest import REPO, dvc, make_pipeline, tiny_params
 
+from normbounds import formulas, plots
 from normbounds.config import Entry
 from normbounds.paths import Paths
 
@@ -43,6 +45,7 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     train = stages["train"]
     assert [_expand(p, entry) for p in _names(train["outs"])] == [str(paths.checkpoints(entry))]
     assert [_expand(p, entry) for p in _names(train["plots"])] == [str(paths.train_log(entry))]
+    assert next(iter(train["plots"][0].values()))["x"] == "step"  # DVCLive's step is the epoch
     assert [_expand(p, entry) for p in _names(train["metrics"])] == [
         str(paths.train_metrics(entry))]
     assert {str(paths.train_data), str(paths.stats)} <= set(train["deps"])
@@ -52,9 +55,27 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     assert _expand(evaluate["deps"][-1], entry) == str(paths.checkpoints(entry))
     assert _names(stages["figures"]["outs"]) == [str(p) for p in (
         paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width, paths.layer_norms,
-        paths.summary_csv, paths.summary_md)]
+        paths.vega_template, paths.summary_csv, paths.summary_md)]
     ckpt = train["outs"][0][next(iter(train["outs"][0]))]
-    assert ckpt == {"persist": True, "cache": False}
+    assert ckpt == {"persist": True}  # cached: experiments don't clobber the baseline
+
+
+def test_dvc_plots_read_the_bounds_registry():
+    """The results plot draws every bound of the registry and the errors, through the
+    template the figures stage writes, and every figure PNG is an image plot."""
+    plots_section = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    results = plots_section[0]["results"]
+    assert results["y"] == plots.DVC_CURVES == [*formulas.BOUND_NAMES, "train_error",
+                                                "test_error", "margin_error"]
+    assert results["template"] == str(Paths().vega_template)
+    assert plots_section[1:] == [str(p) for p in (Paths().figure1_png, Paths().bounds_vs_width,
+                                                  Paths().layer_norms)]
+    template = plots.vega_template()
+    assert template["encoding"]["y"]["scale"] == {"type": "log"}
+    colours = template["encoding"]["color"]["scale"]
+    assert colours["domain"] == plots.DVC_CURVES
+    assert colours["range"] == [formulas.colour(n) for n in plots.DVC_CURVES]
+    assert len(set(colours["range"])) == len(colours["range"])  # one colour per curve
 
 
 @pytest.fixture
@@ -73,21 +94,24 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         entry = Entry(2, width, 0)
         names = sorted(p.name for p in paths.checkpoints(entry).iterdir())
         assert names == ["epoch_0000.pt", "epoch_0001.pt", "epoch_0002.pt"]
-        assert len(paths.train_log(entry).read_text().splitlines()) == 3  # header + 2 epochs
-        assert json.loads(paths.train_metrics(entry).read_text())["epochs"] == 2
+        log = paths.train_log(entry).read_text().splitlines()
+        assert log[0] == "step\ttrain_loss" and [r.split("\t")[0] for r in log[1:]] == ["1", "2"]
+        assert json.loads(paths.train_metrics(entry).read_text())["step"] == 2
         rows = list(csv.DictReader(paths.results(entry).open()))
         assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # one row per checkpoint
+        assert list(rows[-1]) == METRIC_KEYS and rows[-1]["m"] == "200"
         metrics = json.loads(paths.metrics(entry).read_text())
-        assert list(metrics) == list(rows[-1]) == METRIC_KEYS
-        assert metrics["epoch"] == 2 and metrics["m"] == 200
-        assert metrics["certificate"] == pytest.approx(metrics["margin_error"] + metrics["ours"])
+        assert list(metrics) == list(formulas.HEADLINE)
+        assert metrics["ours"] == pytest.approx(float(rows[-1]["ours"]), rel=1e-6)
+        assert metrics["certificate"] == pytest.approx(metrics["margin_error"] + metrics["ours"],
+                                                       rel=1e-5)
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     assert set(lock) == {"check", "prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
                          "evaluate@2-3-0", "figures"}
     for path in (paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width,
                  paths.layer_norms, paths.summary_csv):
         assert path.stat().st_size > 0, path
-    assert "| CONV-2-3 | 1 |" in paths.summary_md.read_text()
+    assert "| CONV-2-3 | 1 |" in re.sub(" +", " ", paths.summary_md.read_text())  # unpadded
     assert lock["train@2-3-0"]["params"]["params.yaml"]["train"]["epochs"] == 2
     assert "up to date" in dvc(work, "status").stdout
 

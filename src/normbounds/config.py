@@ -46,9 +46,10 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 @dataclass(frozen=True)
 class BaseConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 2  # torch's intra-op threads, the same on every machine (reproducibility)
 
     def check(self) -> None:
-        pass
+        _require(self.threads >= 1, "base.threads", self.threads, "must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from normbounds import bounds, checkpoints
 from normbounds.config import Config
 from normbounds.data import Split
 from normbounds.errors import ArtifactError
+from normbounds.formulas import HEADLINE
 from normbounds.io import write_json, write_text
 from normbounds.layers import describe, max_patch_norm_sq
 from normbounds.runtime import progress
@@ -126,7 +127,14 @@ def _check_complete(folder: Path, found: list[tuple[int, Path]]) -> None:
 
 
 def write_results(rows: list[dict], csv_path: Path, metrics_path: Path) -> None:
-    """results/<entry>.csv (one row per checkpoint) and metrics/<entry>.json (the last)."""
+    """results/<entry>.csv (every column, one row per checkpoint, full precision) and
+    metrics/<entry>.json: the HEADLINE numbers of the last checkpoint, at 6 significant
+    digits, so `dvc metrics diff` shows what review needs and no solver noise."""
     write_text(pd.DataFrame(rows).to_csv(index=False, float_format="%.10g"), csv_path)
-    write_json({k: (v if isinstance(v, (int, str)) else float(v)) for k, v in rows[-1].items()},
-               metrics_path)
+    write_json({k: headline_value(rows[-1][k]) for k in HEADLINE}, metrics_path)
+
+
+def headline_value(value: float) -> float | None:
+    """A metric at 6 significant digits; None (JSON null) for inf or nan."""
+    value = float(value)
+    return float(f"{value:.6g}") if math.isfinite(value) else None

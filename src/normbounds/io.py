@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,19 @@ def read_json(path: Path) -> Any:
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found (run `dvc repro` to create it)")
     return json.loads(path.read_text())
+
+
+def write_dir(folder: Path, fill: Callable[[Path], None]) -> None:
+    """Write a folder atomically: `fill` writes into a fresh sibling folder, which then
+    replaces `folder` (the old one is renamed aside first and deleted last), so a kill
+    leaves the old folder, the new one, or the old one beside it, never a mix."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.new-{os.getpid()}")
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fill(tmp)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)

@@ -16,6 +16,7 @@ from normbounds.errors import ConfigError
 SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit
 MAX_WEIGHTS = 2_000_000_000  # 8 GB of float32 weights, before gradients and momentum
 LIMITS: dict[str, int] = {  # key -> largest allowed value
+    "base.threads": 1_024,
     "train.epochs": 1_000_000,
     "train.batch_size": 10_000_000,
     "train.save_every": 1_000_000,

@@ -50,13 +50,17 @@ class Paths:
     def checkpoints(self, entry: Entry) -> Path:
         return self._top("checkpoints", entry.name)
 
+    def train_live(self, entry: Entry) -> Path:
+        """The DVCLive folder of a training run."""
+        return self._top("logs", entry.name)
+
     def train_log(self, entry: Entry) -> Path:
-        """Per-epoch train loss and learning rate (a DVC plot)."""
-        return self._top("logs", f"{entry.name}.tsv")
+        """Per-epoch train loss, written by DVCLive (a DVC plot, x = step = epoch)."""
+        return self.train_live(entry) / "plots" / "metrics" / "train_loss.tsv"
 
     def train_metrics(self, entry: Entry) -> Path:
-        """Final train loss and learning rate (a DVC metric, for `dvc exp show`)."""
-        return self._top("metrics", "train", f"{entry.name}.json")
+        """The last epoch's train loss, written by DVCLive (a DVC metric)."""
+        return self.train_live(entry) / "metrics.json"
 
     def results(self, entry: Entry) -> Path:
         return self._top("results", f"{entry.name}.csv")
@@ -96,6 +100,11 @@ class Paths:
     @property
     def layer_norms(self) -> Path:
         return self.root / "plots" / "layer_norms.png"
+
+    @property
+    def vega_template(self) -> Path:
+        """The DVC plot template of the results (log y axis, registry colours)."""
+        return self.root / "plots" / "templates" / "bounds_log.json"
 
     @property
     def study_figure(self) -> Path:

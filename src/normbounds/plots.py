@@ -6,6 +6,7 @@ its files and returns the matplotlib figure (tests inspect its axes).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -13,16 +14,24 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from normbounds.reports import BOUNDS, LABELS, final_rows  # noqa: E402
+from normbounds.formulas import BOUND_NAMES, colour, label  # noqa: E402
+from normbounds.io import write_text  # noqa: E402
+from normbounds.reports import final_rows  # noqa: E402
 
+BOUNDS = list(BOUND_NAMES)
 CURVES = BOUNDS + ["train_error", "test_error", "gap"]
-STYLE = {"ours": ("tab:red", "-"), "golowich": ("tab:blue", "-"),
-         "long_sedghi": ("tab:green", "-"), "graf": ("tab:purple", "-"),
-         "ledent": ("tab:brown", "-"), "train_error": ("black", "--"),
-         "test_error": ("tab:gray", "--"), "gap": ("tab:orange", ":")}
+DASHES = {"train_error": "--", "test_error": "--", "gap": ":", "margin_error": ":"}  # bounds: -
+
+
+def style(name: str) -> tuple[str, str]:
+    """(colour, line style) of a bound (solid) or a measured curve, in every figure."""
+    return colour(name), DASHES.get(name, "-")
+
+
 HIDDEN_NOTE = "▼ on the axis: value ≤ 0, not drawable on a log scale"
 
 
@@ -35,12 +44,12 @@ def _panel_grid(depths: list[int], widths: list[int], size: float = 3.4):
 def _curve(ax, group: pd.DataFrame, key: str) -> bool:
     """Seed mean with a min-max band on a log2 axis; values <= 0 become markers on the
     x axis. Returns whether any point was hidden."""
-    color, style = STYLE[key]
+    color, dash = style(key)
     stats = group.groupby("epoch")[key].agg(["mean", "min", "max"])
     epochs, mean = stats.index.to_numpy(), stats["mean"].to_numpy()
     drawable = mean > 0
-    ax.plot(epochs, np.where(drawable, mean, np.nan), color=color, ls=style, lw=1.6,
-            label=LABELS[key])
+    ax.plot(epochs, np.where(drawable, mean, np.nan), color=color, ls=dash, lw=1.6,
+            label=label(key))
     if group["seed"].nunique() > 1:
         low = np.where(stats["min"] > 0, stats["min"], np.nan)
         ax.fill_between(epochs, low, stats["max"], color=color, alpha=0.15, lw=0)
@@ -86,7 +95,7 @@ def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
     for ax, depth in zip(axes[0], depths, strict=True):
         sub = last[last["depth"] == depth].groupby("width")[BOUNDS].mean()
         for key in BOUNDS:
-            ax.plot(sub.index, sub[key], "o-", color=STYLE[key][0], label=LABELS[key])
+            ax.plot(sub.index, sub[key], "o-", color=colour(key), label=label(key))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xticks(sub.index, [str(w) for w in sub.index])
@@ -100,27 +109,73 @@ def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
     return fig
 
 
+LAYER_COLOURS = plt.cm.tab10.colors  # qualitative: neighbouring layers look different
+
+
 def layer_norms(results: pd.DataFrame, png: Path) -> plt.Figure:
-    """Per-layer Frobenius (solid) and operator (dashed) norms over training, per entry."""
+    """Per-layer Frobenius (solid) and operator (dashed) norms over training, per entry:
+    one colour and marker per layer, one legend under the panels."""
     depths, widths = sorted(results["depth"].unique()), sorted(results["width"].unique())
     fig, axes = _panel_grid(depths, widths, size=3.2)
     for (depth, width), group in results.groupby(["depth", "width"]):
         ax = axes[depths.index(depth)][widths.index(width)]
         means = group.groupby("epoch").mean(numeric_only=True)
         for layer in range(1, depth + 2):
-            color = plt.cm.viridis(layer / (depth + 2))
+            color = LAYER_COLOURS[(layer - 1) % len(LAYER_COLOURS)]
             name = "head" if layer == depth + 1 else f"layer {layer}"
-            ax.plot(means.index, means[f"fro_l{layer}"], color=color, label=f"{name} ‖W‖_F")
-            ax.plot(means.index, means[f"sigma_l{layer}"], color=color, ls="--",
-                    label=f"{name} σ")
+            marker = "os^Dv<>p*h"[(layer - 1) % 10]
+            ax.plot(means.index, means[f"fro_l{layer}"], color=color, marker=marker,
+                    ms=3.5, label=f"{name}: Frobenius ‖W‖_F")
+            ax.plot(means.index, means[f"sigma_l{layer}"], color=color, marker=marker,
+                    ms=3.5, ls="--", mfc="none", label=f"{name}: operator σ")
         ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
         ax.set_title(f"CONV-{depth}-{width}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right", ncol=2)
-    fig.tight_layout()
+    for row in axes:
+        row[0].set_ylabel("norm (log2 scale)")
+    # the deepest panel has every layer: its legend covers all
+    handles, labels = axes[-1][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8)
+    rows = (len(labels) + 3) // 4
+    fig.tight_layout(rect=(0, min(0.45, 0.05 * rows + 0.03), 1, 1))
     _save(fig, png)
     return fig
+
+
+DVC_CURVES = BOUNDS + ["train_error", "test_error", "margin_error"]  # dvc.yaml's `results` plot
+
+
+def vega_template() -> dict:
+    """The DVC plot template of the results: log y axis, one colour per curve from the
+    BOUNDS registry (dashes tell revisions apart in `dvc plots diff`). Values <= 0
+    (a zero train error) cannot sit on a log axis and are left out."""
+    def anchor(name: str) -> str:
+        return f"<DVC_METRIC_{name.upper()}>"
+
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "data": {"values": anchor("data")},
+        "title": anchor("title"),
+        "width": 420, "height": 300,
+        "transform": [{"filter": f"datum['{anchor('y')}'] > 0"}],
+        "mark": {"type": "line", "point": True, "tooltip": {"content": "data"}},
+        "encoding": {
+            "x": {"field": anchor("x"), "type": "quantitative", "title": anchor("x_label")},
+            "y": {"field": anchor("y"), "type": "quantitative", "title": anchor("y_label"),
+                  "scale": {"type": "log"}},
+            "color": {"field": "field", "type": "nominal", "title": None,
+                      "scale": {"domain": DVC_CURVES, "range": [colour(n) for n in DVC_CURVES]},
+                      "legend": {"labelExpr": json.dumps({n: label(n) for n in DVC_CURVES})
+                                 + "[datum.label]"}},
+            "strokeDash": {"field": "rev", "type": "nominal", "title": "revision"},
+        },
+    }
+
+
+def write_vega_template(path: Path) -> None:
+    write_text(json.dumps(vega_template(), indent=2) + "\n", path)
 
 
 def _save(fig: plt.Figure, *paths: Path) -> None:

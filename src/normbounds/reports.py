@@ -13,14 +13,11 @@ import pandas as pd
 
 from normbounds.config import Entry
 from normbounds.errors import ArtifactError
+from normbounds.formulas import BOUND_NAMES
 from normbounds.io import write_text
 from normbounds.paths import Paths
 
-BOUNDS = ["ours", "golowich", "long_sedghi", "graf", "ledent"]
-LABELS = {"ours": "Our bound", "golowich": "Golowich et al. 2020",
-          "long_sedghi": "Long & Sedghi 2020", "graf": "Graf et al. 2022",
-          "ledent": "Ledent et al. 2021", "train_error": "Train error",
-          "test_error": "Test error", "gap": "Generalization gap"}
+BOUNDS = list(BOUND_NAMES)
 SUMMARY_COLUMNS = ["train_error", "test_error", "gap", "margin_error", "ours", "certificate"]
 
 
@@ -82,15 +79,13 @@ def summary_markdown(table: pd.DataFrame) -> str:
         return text + (f" ± {row[col + '_spread']:.2g}" if row["seeds"] > 1 else "")
 
     shown = SUMMARY_COLUMNS + BOUNDS[1:]
-    head = ["CONV-L-H", "seeds"] + shown + ["non-vacuous"] + [f"{b}/ours" for b in BOUNDS[1:]]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    rows = []
     for _, row in table.iterrows():
-        cells = [f"CONV-{row['depth']}-{row['width']}", str(row["seeds"])]
-        cells += [cell(row, c) for c in shown]
-        cells += ["yes" if row["non_vacuous"] else "no"]
-        cells += [f"{row[f'{b}_over_ours']:.3g}" for b in BOUNDS[1:]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append({"CONV-L-H": f"CONV-{row['depth']}-{row['width']}", "seeds": row["seeds"],
+                     **{c: cell(row, c) for c in shown},
+                     "non-vacuous": "yes" if row["non_vacuous"] else "no",
+                     **{f"{b}/ours": f"{row[f'{b}_over_ours']:.3g}" for b in BOUNDS[1:]}})
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path) -> None:

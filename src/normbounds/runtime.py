@@ -1,4 +1,4 @@
-"""Device choice and progress bars."""
+"""Stage plumbing: torch set-up (threads, determinism, device), progress bars, one-line errors."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from normbounds.config import Config, Entry, load_params
+from normbounds.config import BaseConfig, Config, Entry, load_params
 from normbounds.errors import ConfigError, NormboundsError
 from normbounds.paths import Paths
+from normbounds.reproducibility import NATIVE_SWITCH, native_kernels, torch_loaded_first
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -26,9 +27,31 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def setup_torch(base: BaseConfig) -> torch.device:
+    """Threads, deterministic algorithms and the device, for a stage that computes.
+
+    The CPU kernels were pinned when the package was imported
+    (`reproducibility.py`); if torch came first they were not, and results would
+    depend on the machine, so that is an error unless native kernels were chosen.
+    """
+    if torch_loaded_first() and not native_kernels():
+        raise ConfigError("torch was imported before normbounds, so its CPU kernels are not"
+                          " pinned; import normbounds first, or set"
+                          f" {NATIVE_SWITCH}=1 to accept machine-dependent results")
+    torch.set_num_threads(base.threads)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    return resolve_device(base.device)
+
+
 def progress(iterable: Iterable, **kwargs: Any) -> tqdm:
     """A tqdm bar on a terminal, silent in logs and CI."""
     return tqdm(iterable, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kwargs)
+
+
+def say(text: str) -> None:
+    """Print a line without garbling a progress bar that is on screen (tqdm.write)."""
+    tqdm.write(text, file=sys.stdout)
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from normbounds.config import Config, load_params
+from normbounds.formulas import label
 from normbounds.paths import Paths
-from normbounds.plots import STYLE, plt
-from normbounds.reports import BOUNDS, LABELS, load_results
+from normbounds.plots import BOUNDS, plt, style
+from normbounds.reports import load_results
 
 
 def load_study(root: Path, cfg: Config) -> pd.DataFrame:
@@ -56,12 +57,12 @@ def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
     fig, (ax_b, ax_e) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
     x, step = np.arange(len(table)), 0.8 / len(BOUNDS)
     for i, name in enumerate(BOUNDS):
-        ax_b.bar(x + (i - 2) * step, table[name], step, color=STYLE[name][0], label=LABELS[name])
+        ax_b.bar(x + (i - 2) * step, table[name], step, color=style(name)[0], label=label(name))
     ax_b.set(yscale="log", xticks=x, xticklabels=table.index, ylabel="bound at the last epoch",
              title="Bounds by architecture, sparse (left) to dense (right)")
     ax_b.legend(fontsize=8)
     for i, name in enumerate(["train_error", "test_error"]):
-        ax_e.bar(x + (i - 0.5) * 0.4, table[name], 0.4, color=STYLE[name][0], label=LABELS[name])
+        ax_e.bar(x + (i - 0.5) * 0.4, table[name], 0.4, color=style(name)[0], label=label(name))
     ax_e.set(xticks=x, xticklabels=table.index, ylabel="error", title="Errors")
     ax_e.legend(fontsize=8)
     _save(fig, png)
@@ -77,9 +78,9 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
         values = table[name].to_numpy()
         factor = float(np.exp(_log_slope(table.index.to_numpy(), values)))  # per layer
         out["growth_per_layer"][name] = factor
-        color, style = STYLE[name]
-        ax.plot(table.index, np.where(values > 0, values, np.nan), "o" + style, color=color,
-                label=f"{LABELS[name]} (x{factor:.3g} per layer)")
+        color, dash = style(name)
+        ax.plot(table.index, np.where(values > 0, values, np.nan), "o" + dash, color=color,
+                label=f"{label(name)} (x{factor:.3g} per layer)")
     ax.set(yscale="log", xlabel="depth L (conv layers)", ylabel="value at the last epoch",
            title="Bounds against depth")
     ax.legend(fontsize=8)
@@ -105,9 +106,9 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     for name in BOUNDS + ["gap"]:
         values = table[name].to_numpy()
         out["slope"][name] = slope = _log_slope(np.log(m), values)  # log-log
-        color, style = STYLE[name]
-        ax.plot(m, np.where(values > 0, values, np.nan), "o" + style, color=color,
-                label=f"{LABELS[name]} (slope {slope:.2f})")
+        color, dash = style(name)
+        ax.plot(m, np.where(values > 0, values, np.nan), "o" + dash, color=color,
+                label=f"{label(name)} (slope {slope:.2f})")
     ax.set(xscale="log", yscale="log", xlabel="training-set size m",
            ylabel="value at the last epoch", title="Bounds and gap against sample size")
     ax.legend(fontsize=8)
@@ -123,8 +124,8 @@ def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
     for ax, level in zip(axes[0], levels, strict=True):
         group = results[results["label_noise"] == level].groupby("epoch")
         for name in ("ours", "train_error", "test_error"):
-            color, style = STYLE[name]
-            ax.plot(group[name].mean(), color=color, ls=style, label=LABELS[name])
+            color, dash = style(name)
+            ax.plot(group[name].mean(), color=color, ls=dash, label=label(name))
         ax.set(yscale="log", xlabel="epoch", title=f"{level:.0%} of the labels random")
     axes[0][0].set_ylabel("value")
     axes[0][0].legend(fontsize=8)

@@ -26,9 +26,10 @@ from normbounds import checkpoints
 from normbounds.config import Config, Entry
 from normbounds.data import Split
 from normbounds.errors import TrainingError
-from normbounds.io import write_json, write_text
+from normbounds.io import write_dir, write_json, write_text
 from normbounds.models import Arch, ConvNet
-from normbounds.runtime import progress
+from normbounds.reproducibility import kernels_label
+from normbounds.runtime import progress, say
 
 
 def loss_fn(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -58,6 +59,7 @@ def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": cfg.to_dict()["train"],
+           "kernels": kernels_label(),  # base.threads is not here: it changes no number
            "code": file_digest(Path(__file__), Path(__file__).with_name("models.py"))}
     return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
 
@@ -175,7 +177,7 @@ def run_epoch(model: ConvNet, opt: torch.optim.Optimizer, data: Split, batch_siz
 
 
 def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path,
-                data_digest: str, log: Callable[[str], None] = print) -> list[list[float]]:
+                data_digest: str, log: Callable[[str], None] = say) -> list[list[float]]:
     """Train one grid entry, resuming from `folder` when it holds a matching run.
 
     Returns the history: one [epoch, mean train loss, learning rate] per epoch.
@@ -229,9 +231,22 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
     return history
 
 
-def write_history(history: list[list[float]], tsv: Path, metrics: Path) -> None:
-    """The per-epoch log (a DVC plot) and the final values (a DVC metric)."""
-    lines = ["epoch\ttrain_loss\tlr"] + [f"{int(e)}\t{v:.8g}\t{lr:.8g}" for e, v, lr in history]
-    write_text("\n".join(lines) + "\n", tsv)
-    last = history[-1] if history else [0, float("nan"), float("nan")]
-    write_json({"epochs": int(last[0]), "train_loss": last[1], "lr": last[2]}, metrics)
+def write_history(history: list[list[float]], live_dir: Path) -> None:
+    """The per-epoch train loss in DVCLive's layout: live_dir/plots/metrics/train_loss.tsv
+    (step = epoch, a DVC plot) and live_dir/metrics.json (the last epoch, a DVC metric).
+
+    Written from the history stored in the checkpoints into a fresh folder, then
+    swapped in: a run killed mid-way, or resumed from an earlier checkpoint, never
+    leaves a log that disagrees with its checkpoints. Not with DVCLive itself:
+    DVCLive 3.49 opens the DVC repository and Git from inside the stage, and raises
+    "Empty git repo" in a repository without commits (README, "Logs").
+    """
+    rows = [(int(epoch), float(f"{loss:.8g}")) for epoch, loss, _lr in history]
+
+    def fill(folder: Path) -> None:
+        lines = ["step\ttrain_loss"] + [f"{step}\t{loss!r}" for step, loss in rows]
+        write_text("\n".join(lines) + "\n", folder / "plots" / "metrics" / "train_loss.tsv")
+        last = {"train_loss": rows[-1][1], "step": rows[-1][0]} if rows else {}
+        write_json(last, folder / "metrics.json")
+
+    write_dir(live_dir, fill)

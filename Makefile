@@ -3,6 +3,7 @@
 #   make test    ruff + the test suite (what CI runs)
 #   make paper   the paper's Figure-1 setup as a named DVC experiment
 #   make bench   the evaluation benchmark (by hand, prints ratios)
+#   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
 PYTHON ?= python3
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -17,7 +18,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1 \
 	-S bound.eval_batch_size=4096
 
-.PHONY: setup repro test paper bench
+.PHONY: setup repro test paper bench bench-kernels
 
 setup: $(VENV)/.installed
 
@@ -38,3 +39,6 @@ paper: setup
 
 bench: setup
 	python benchmarks/eval_checkpoint.py
+
+bench-kernels: setup
+	python benchmarks/kernels.py

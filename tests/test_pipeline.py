@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,10 +81,22 @@ def test_dvc_plots_read_the_bounds_registry():
 
 @pytest.fixture
 def pipeline_copy(tmp_path: Path) -> Path:
-    return make_pipeline(tmp_path / "repo", tiny_params())
+    return make_pipeline(tmp_path / "repo", tiny_params(), "studies")
+
+
+def _numbers_per_entry(shown: dict) -> dict[str, int]:
+    """Numeric leaves of `dvc metrics show --json`, counted per grid entry (file stem)."""
+    counts: dict[str, int] = {}
+    for path, found in shown[""]["data"].items():
+        entry = Path(path).stem if Path(path).stem != "metrics" else Path(path).parent.name
+        numbers = [v for v in found["data"].values() if isinstance(v, (int, float))]
+        counts[entry] = counts.get(entry, 0) + len(numbers)
+    return counts
 
 
 def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path):
+    """repro, root status and metrics, a new width, then an experiment and a return to the
+    baseline that trains nothing."""
     work = pipeline_copy
     dvc(work, "repro")
     paths = Paths(work)
@@ -113,7 +126,11 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         assert path.stat().st_size > 0, path
     assert "| CONV-2-3 | 1 |" in re.sub(" +", " ", paths.summary_md.read_text())  # unpadded
     assert lock["train@2-3-0"]["params"]["params.yaml"]["train"]["epochs"] == 2
-    assert "up to date" in dvc(work, "status").stdout
+    # the studies are DVC projects of their own: the root sees Figure 1's pipeline only
+    status = dvc(work, "status")
+    assert "up to date" in status.stdout and "studies" not in status.stdout + status.stderr
+    counts = _numbers_per_entry(json.loads(dvc(work, "metrics", "show", "--json").stdout))
+    assert counts == {"2-2-0": 12, "2-3-0": 12}  # headline only: at most 12 per entry
 
     # a new width: only its own stage runs, the others are untouched
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(grid={"widths": [2, 4]})))
@@ -124,3 +141,26 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
     assert "Running stage 'train@2-2-0'" not in out and "Running stage 'prepare'" not in out
     assert "Running stage 'evaluate@2-2-0'" not in out and "Running stage 'figures'" in out
     assert "up to date" in dvc(work, "status").stdout
+
+    # an experiment, then back to the baseline: its checkpoints come from the cache
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=work, check=True)
+    def saved() -> dict[Path, bytes]:  # the checkpoints of the current grid
+        return {p: p.read_bytes() for p in sorted(work.glob("checkpoints/2-[24]-0/*.pt"))}
+
+    baseline = saved()
+    out = dvc(work, "exp", "run", "-S", "train.lr=0.02").stdout
+    assert "Running stage 'train@2-2-0'" in out
+    assert any(p.read_bytes() != b for p, b in baseline.items())  # trained anew
+    subprocess.run(["git", "checkout", "--", "."], cwd=work, check=True)
+    dvc(work, "checkout")
+    assert saved() == baseline
+    out = dvc(work, "repro").stdout
+    assert "Running stage" not in out and "up to date" in dvc(work, "status").stdout
+
+
+def test_offline_html_template_loads_no_script_from_the_network():
+    page = (REPO / "plots" / "templates" / "offline.html").read_text()
+    assert "{plot_divs}" in page and "{scripts}" not in page  # DVC's CDN scripts go nowhere
+    assert "http" not in page.split("-->")[1]  # every script is a local file

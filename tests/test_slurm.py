@@ -120,7 +120,7 @@ def test_tiny_grid_on_slurm_equals_local_repro(tmp_path, slurm_env):
         assert sorted(p.name for p in (work / "checkpoints" / entry).iterdir()) == [
             "epoch_0000.pt", "epoch_0001.pt", "epoch_0002.pt"]
         for rel in (f"results/{entry}.csv", f"metrics/{entry}.json",
-                    f"metrics/train/{entry}.json"):
+                    f"logs/{entry}/metrics.json"):
             assert (work / rel).read_bytes() == (local / rel).read_bytes(), rel
     assert (work / "reports/summary.csv").read_bytes() == (
         local / "reports/summary.csv").read_bytes()
@@ -153,7 +153,7 @@ def test_train_task_near_its_time_limit_is_requeued_and_resumes(tmp_path, slurm_
     assert "time limit near: requeueing job" in log
     assert re.search(r"train@2-2-0: resuming from epoch [2-5] of 6", log), log
     assert "up to date" in dvc(work, "status").stdout
-    assert json.loads((work / "metrics/2-2-0.json").read_text())["epoch"] == 6
+    assert json.loads((work / "logs/2-2-0/metrics.json").read_text())["step"] == 6
 
 
 def _start_now_when_requeued(job: str, env: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -96,7 +97,13 @@ def test_truncated_checkpoint_is_named(tmp_path):
 
 
 def test_history_files(tmp_path):
-    write_history([[1, 0.5, 0.01], [2, 0.25, 0.001]], tmp_path / "log.tsv", tmp_path / "m.json")
-    assert (tmp_path / "log.tsv").read_text().splitlines() == [
-        "epoch\ttrain_loss\tlr", "1\t0.5\t0.01", "2\t0.25\t0.001"]
-    assert '"train_loss": 0.25' in (tmp_path / "m.json").read_text()
+    """DVCLive's layout, written as one folder: an older log is replaced whole."""
+    live = tmp_path / "logs" / "2-3-0"
+    (live / "plots" / "metrics").mkdir(parents=True)
+    (live / "plots" / "metrics" / "stale.tsv").write_text("old\n")
+    write_history([[1, 0.5, 0.01], [2, 0.25, 0.001]], live)
+    assert (live / "plots" / "metrics" / "train_loss.tsv").read_text().splitlines() == [
+        "step\ttrain_loss", "1\t0.5", "2\t0.25"]
+    assert json.loads((live / "metrics.json").read_text()) == {"train_loss": 0.25, "step": 2}
+    assert sorted(p.name for p in (live / "plots" / "metrics").iterdir()) == ["train_loss.tsv"]
+    assert sorted(p.name for p in live.parent.iterdir()) == ["2-3-0"]  # nothing left aside

@@ -59,7 +59,7 @@ def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": cfg.to_dict()["train"],
-           "kernels": kernels_label(),  # base.threads is not here: it changes no number
+           "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers
            "code": file_digest(Path(__file__), Path(__file__).with_name("models.py"))}
     return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
 

@@ -1,0 +1,91 @@
+"""Pinned CPU kernels: the same checkpoint bytes whatever the thread count or the CPU
+kernel level the environment asks for (README, "What is reproducible")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_pipeline, subprocess_env, tiny_params, write_params
+
+from normbounds.config import Entry
+from normbounds.paths import Paths
+from normbounds.reproducibility import KERNEL_ENV, NATIVE_SWITCH
+
+ENTRY = Entry(2, 3, 0)
+
+
+def _stage(work: Path, *args: str, **env: str) -> None:
+    proc = subprocess.run([sys.executable, *args], cwd=work, env=subprocess_env(**env),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _train(work: Path, threads: int, **env: str) -> dict[str, bytes]:
+    """Train ENTRY for 3 epochs in a fresh process; the checkpoint files' bytes."""
+    write_params(work, tiny_params(base={"threads": threads}, grid={"widths": [3]},
+                                   train={"epochs": 3, "milestones": [2]}))
+    _stage(work, "stages/train.py", ENTRY.name, **env)
+    folder = Paths(work).checkpoints(ENTRY)
+    out = {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    for path in folder.iterdir():
+        path.unlink()
+    return out
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    work = make_pipeline(tmp_path_factory.mktemp("repro") / "repo", tiny_params())
+    _stage(work, "stages/prepare.py")
+    return work
+
+
+def test_threads_and_the_cpu_level_of_the_environment_change_no_byte(prepared: Path):
+    """A machine with 1 or 2 threads to offer, or another CPU level asked for in the
+    environment: base.threads and the pinned kernels decide, so the bytes agree."""
+    reference = _train(prepared, threads=2, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    assert sorted(reference) == ["epoch_0000.pt", "epoch_0001.pt", "epoch_0002.pt",
+                                 "epoch_0003.pt"]
+    assert _train(prepared, threads=2, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1") == reference
+    other_cpu = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                 "MKL_CBWR": "AUTO", "OMP_NUM_THREADS": "1"}
+    assert _train(prepared, threads=2, **other_cpu) == reference
+
+
+def test_the_package_pins_the_kernels_before_torch_loads():
+    code = ("import os, normbounds, torch; torch.ones(3).sum();"
+            " print(torch.backends.cpu.get_cpu_capability(),"
+            " os.environ['ONEDNN_MAX_CPU_ISA'], os.environ['MKL_CBWR'])")
+    env = {**subprocess_env(ONEDNN_MAX_CPU_ISA="AVX512_CORE", ATEN_CPU_CAPABILITY="avx2")}
+    env.pop(NATIVE_SWITCH, None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["DEFAULT", KERNEL_ENV["ONEDNN_MAX_CPU_ISA"], KERNEL_ENV["MKL_CBWR"]]
+
+
+def test_torch_imported_first_is_one_line_error(tmp_path: Path):
+    """A program that loads torch before normbounds gets unpinned kernels: the stage
+    set-up refuses, naming the fix."""
+    code = ("import torch, sys; from normbounds.config import BaseConfig;"
+            " from normbounds.runtime import run_stage, setup_torch;"
+            " run_stage(lambda: setup_torch(BaseConfig()))")
+    env = {k: v for k, v in subprocess_env().items() if k != NATIVE_SWITCH}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: torch was imported before normbounds")
+    assert f"{NATIVE_SWITCH}=1" in proc.stderr
+    env[NATIVE_SWITCH] = "1"  # accepted with native kernels
+    assert subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path).returncode == 0
+
+
+def test_base_threads_is_validated():
+    from normbounds.config import parse_params
+    from normbounds.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"base.threads = 0 is invalid: must be >= 1"):
+        parse_params(tiny_params(base={"threads": 0}))
+    assert os.environ.get("ONEDNN_MAX_CPU_ISA") is not None  # set by `import normbounds`

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from normbounds.errors import ConfigError
 from normbounds.io import write_json
-from normbounds.paths import Paths
 from normbounds.runtime import run_stage, stage_args, stage_config
 from normbounds.studies import FIGURES, load_study
 

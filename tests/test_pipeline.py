@@ -22,8 +22,7 @@ LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "la
 METRIC_KEYS = (
     ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
      "certificate", "non_vacuous", "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
-     "data_p", "data_s", "rho", "log_rho", "rho_golowich", "ours", "golowich", "long_sedghi",
-     "graf", "ledent", "notes"]
+     "data_p", "data_s", "rho", "log_rho", "rho_golowich", *formulas.BOUND_NAMES, "notes"]
     + [f"{k}_l{i}" for i in (1, 2) for k in LAYER_KEYS + ["deg", "pred"]]
     + [f"{k}_l3" for k in LAYER_KEYS]
 )

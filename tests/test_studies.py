@@ -13,6 +13,7 @@ from conftest import REPO, dvc, make_pipeline, tiny_params
 from normbounds import bounds
 from normbounds.config import ConfigError, parse_params
 from normbounds.data import noisy_labels, prepare
+from normbounds.formulas import BOUND_NAMES
 from normbounds.layers import describe
 from normbounds.models import Arch, ConvNet
 
@@ -140,8 +141,7 @@ def test_study_pipeline_end_to_end(tmp_path, study):
         k2s2 = (folder / "results" / "k2s2" / "3-16-0.csv").read_text().splitlines()
         assert k2s2[-1].split(",")[k2s2[0].split(",").index("deg_l1")] == "1"
     if study == "sample_size":
-        assert set(metrics["slope"]) == {"ours", "golowich", "long_sedghi", "graf", "ledent",
-                                         "gap"}
+        assert set(metrics["slope"]) == {*BOUND_NAMES, "gap"}
     if study == "label_noise":
         stats = json.loads((folder / "data/prepared/noise50/stats.json").read_text())
         assert stats["noisy_labels"] == 50

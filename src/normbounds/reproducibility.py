@@ -6,7 +6,8 @@ oneDNN (convolutions), ATen's own vectorised kernels (elementwise ops, reduction
 and MKL (matrix products, LAPACK). Each reads an environment variable once, when it
 first runs a kernel. The package sets them when it is imported, so any program
 that imports `normbounds` before `torch` (every stage does) runs the same kernels
-on every x86-64 CPU: the lowest level of each library, which every such CPU has.
+on every x86-64 CPU with SSE4.2 (x86-64-v2: Intel since 2008, AMD since 2011): the
+same low level in each library, which every such CPU has.
 
 With `base.threads` (the same number on every machine) and deterministic
 algorithms, a given torch version gives byte-identical results anywhere. On
@@ -28,7 +29,9 @@ import sys
 KERNEL_ENV: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN: no AVX, AVX2 or AVX-512 JIT kernels
     "ATEN_CPU_CAPABILITY": "default",  # ATen: the kernels built for baseline x86-64
-    "MKL_CBWR": "COMPATIBLE",  # MKL: conditional numerical reproducibility, one code path
+    # MKL: conditional numerical reproducibility on its SSE4.2 code path (COMPATIBLE, the
+    # SSE2 one, made the float64 eigen- and conv work of the bounds 2x slower here)
+    "MKL_CBWR": "SSE4_2",
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # cuBLAS: deterministic GEMMs under CUDA
 }
 NATIVE_SWITCH = "NORMBOUNDS_NATIVE_KERNELS"
@@ -47,8 +50,11 @@ def pin_kernels() -> None:
 
 
 def kernels_label() -> str:
-    """'pinned' or 'native': part of a training run's fingerprint."""
-    return "native" if native_kernels() else "pinned"
+    """'native', or the pinned settings themselves: part of a training run's fingerprint,
+    so a checkpoint trained under other pins is never resumed."""
+    if native_kernels():
+        return "native"
+    return "pinned:" + ",".join(f"{k}={v}" for k, v in KERNEL_ENV.items())
 
 
 def torch_loaded_first() -> bool:

@@ -2,12 +2,13 @@
 
 from normbounds.data import prepare
 from normbounds.io import save_torch, write_json
-from normbounds.runtime import run_stage, stage_args, stage_config
+from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
 
 
 def main() -> None:
     _, paths = stage_args(__doc__, with_entry=False)
     cfg = stage_config(paths)
+    setup_torch(cfg.base)  # the statistics are sums: threads and kernels as in training
     train, test, stats = prepare(cfg.data)
     save_torch({"x": train.x, "y": train.y}, paths.train_data)
     save_torch({"x": test.x, "y": test.y}, paths.test_data)

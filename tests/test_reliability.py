@@ -155,7 +155,8 @@ BAD = {
 
 # which stage scripts must refuse each case: a params error stops every stage
 STAGES = ["prepare.py", "train.py", "evaluate.py", "figures.py"]
-ONLY = {"missing data set": ["prepare.py"], "cuda without CUDA": ["train.py", "evaluate.py"]}
+ONLY = {"missing data set": ["prepare.py"],
+        "cuda without CUDA": ["prepare.py", "train.py", "evaluate.py"]}
 
 
 def _run_stage_in_process(repo: Path, script: str, monkeypatch) -> int:

@@ -18,11 +18,10 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from normbounds.formulas import BOUND_NAMES, colour, label  # noqa: E402
+from normbounds.formulas import colour, label  # noqa: E402
 from normbounds.io import write_text  # noqa: E402
-from normbounds.reports import final_rows  # noqa: E402
+from normbounds.reports import BOUNDS, final_rows  # noqa: E402
 
-BOUNDS = list(BOUND_NAMES)
 CURVES = BOUNDS + ["train_error", "test_error", "gap"]
 DASHES = {"train_error": "--", "test_error": "--", "gap": ":", "margin_error": ":"}  # bounds: -
 

@@ -27,9 +27,9 @@ from normbounds.config import Entry, load_params
 from normbounds.data import load_split
 from normbounds.evaluate import evaluate_run
 from normbounds.io import read_json
-from normbounds.layers import describe
 from normbounds.lipschitz import fourier_upper, plane_wave_start, sigma_lower
 from normbounds.models import arch_for
+from normbounds.network import describe, read_network
 from normbounds.paths import Paths
 from normbounds.runtime import resolve_device
 from normbounds.train import file_digest, loss_fn, run_epoch, train_entry
@@ -68,7 +68,7 @@ def sigma_times(model, cfg, stats, patch_norms) -> tuple[float, float, float]:
                     cfg.bound.lanczos_tol, cfg.bound.lanczos_max_steps)
         upper, lower = upper + t1 - t0, lower + time.perf_counter() - t1
     t0 = time.perf_counter()
-    bounds.compute(model, stats, cfg, patch_norms=patch_norms)
+    bounds.compute(model, stats=stats, params=cfg, patch_norms=patch_norms)
     return upper, lower, time.perf_counter() - t0
 
 
@@ -89,7 +89,8 @@ def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
             totals = []
             for epoch, path in checkpoints.list_epochs(folder):
                 model, _ = checkpoints.load(path)
-                patch = bounds.measure_patch_norms(model, train.x, cfg.bound.eval_batch_size)
+                network = read_network(model, tuple(stats["input_shape"]))
+                patch = bounds.measure_patch_norms(network, train.x, cfg.bound.eval_batch_size)
                 up, low, whole = sigma_times(model, cfg, stats, patch)
                 totals.append(whole)
                 print(f"{width:>5} {epoch:>5} {up:>7.3f} {low:>7.3f} {whole:>7.3f}")

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
-from torch import nn
 
 from normbounds import bounds, formulas
 from normbounds.config import BoundConfig
 from normbounds.data import Split
 from normbounds.evaluate import data_pass, evaluate_model, margin_errors
-from normbounds.io import save_torch
-from normbounds.layers import UnsupportedLayerError, describe
 from normbounds.lipschitz import conv_matrix
 from normbounds.models import Arch, ConvNet
-from normbounds.paths import Paths
+from normbounds.network import read_network
 
 SQ2 = math.sqrt(2.0)
 # sigma_l = sigma_lower, converged to machine precision: the exact operator norms
@@ -40,7 +36,7 @@ ONES_STATS = {"m": 100, "num_classes": 2, "P": 100.0, "S": 40.0}
 
 
 def test_hand_computed_example():
-    out = bounds.compute(ones_net(), ONES_STATS, TIGHT, train_x=torch.ones(100, 1, 4, 4))
+    out = bounds.compute(ones_net(), torch.ones(100, 1, 4, 4), stats=ONES_STATS, params=TIGHT)
     # sides 4 -> 3 -> 2; D = 3; Frobenius norms 2, 2, ||head||_F = sqrt(8) = 2 sqrt 2
     assert [out[f"fro_l{i}"] for i in (1, 2, 3)] == pytest.approx([2, 2, 2 * SQ2])
     assert out["rho"] == pytest.approx(8 * SQ2)  # 2 * 2 * 2 sqrt 2
@@ -83,7 +79,8 @@ def test_hand_computed_example_certified():
     Fourier-symbol bound. An all-ones 2x2 kernel has K^(u, v) = (1 + w^u)(1 + w^v),
     w = exp(-2 pi i / N), largest at u = v = 0: sigma_upper = 4 for both conv layers
     (N = 4 and N = 3), above the exact 2 + sqrt 2 and 3. The head stays 2 sqrt 2."""
-    out = bounds.compute(ones_net(), ONES_STATS, BoundConfig(), train_x=torch.ones(100, 1, 4, 4))
+    out = bounds.compute(ones_net(), torch.ones(100, 1, 4, 4), stats=ONES_STATS,
+                         params=BoundConfig())
     assert [out[f"sigma_upper_l{i}"] for i in (1, 2, 3)] == pytest.approx([4, 4, 2 * SQ2],
                                                                           rel=1e-12)
     assert [out[f"sigma_lower_l{i}"] for i in (1, 2, 3)] == pytest.approx([2 + SQ2, 3, 2 * SQ2],
@@ -132,11 +129,11 @@ def test_scaling_one_layer_scales_rho_and_moves_ours_as_the_formula_says():
     x = torch.rand(50, 1, 10, 10, generator=torch.Generator().manual_seed(1))
     stats = {"m": 50, "num_classes": 10, "P": 12.0, "S": 30.0}
     net = _random_net()
-    before = bounds.compute(net, stats, TIGHT, train_x=x)
+    before = bounds.compute(net, x, stats=stats, params=TIGHT)
     t = 3.5
     with torch.no_grad():
         net.convs[1].parametrizations.weight.original0.mul_(t)  # W_2 -> t W_2
-    after = bounds.compute(net, stats, TIGHT, train_x=x)
+    after = bounds.compute(net, x, stats=stats, params=TIGHT)
     # the network's weights are float32: products agree to float32 rounding
     assert after["rho"] == pytest.approx(t * before["rho"], rel=1e-6)
     assert after["fro_l2"] == pytest.approx(t * before["fro_l2"], rel=1e-6)
@@ -191,7 +188,8 @@ def test_margin_error_at_zero_is_the_error_and_ties_count():
 def test_data_pass_counts_by_hand():
     net = ones_net()  # logits (s, -s) with s = sum of the layer-2 outputs > 0 for x > 0
     data = Split(torch.ones(4, 1, 4, 4), torch.tensor([0, 0, 0, 1]))
-    res = data_pass(net, data, "mse", gamma=1.0, batch_size=3, patches=True)
+    res = data_pass(read_network(net, (1, 4, 4)), data, "mse", gamma=1.0, batch_size=3,
+                    patches=True)
     assert res.error == 0.25 and res.margin_error == 0.25
     # logits (64, -64): MSE against one-hot = mean of ((64-1)^2, 64^2) or (64^2, (-64-1)^2)
     assert res.loss == pytest.approx((3 * (63**2 + 64**2) / 2 + (64**2 + 65**2) / 2) / 4)
@@ -202,45 +200,39 @@ def test_reference_init_uses_distances():
     x = torch.rand(20, 1, 10, 10, generator=torch.Generator().manual_seed(6))
     stats = {"m": 20, "num_classes": 10, "P": 1.0, "S": 2.0}
     net, init = _random_net(7), _random_net(8)
-    same = bounds.compute(net, stats, TIGHT, train_x=x, reference=net)
+    same = bounds.compute(net, x, stats=stats, params=TIGHT, reference=net)
     assert all(same[f"l21_l{i}"] == 0 and same[f"a_l{i}"] == 0 for i in (1, 2, 3))
-    moved = bounds.compute(net, stats, TIGHT, train_x=x, reference=init)
-    plain = bounds.compute(net, stats, TIGHT, train_x=x)
+    moved = bounds.compute(net, x, stats=stats, params=TIGHT, reference=init)
+    plain = bounds.compute(net, x, stats=stats, params=TIGHT)
     w, m = net.head.weight.detach().double(), init.head.weight.detach().double()
     assert moved["a_l3"] == pytest.approx((w - m).norm().item())
     assert moved["ours"] == plain["ours"]  # the paper's bound has no reference
     assert moved["graf"] != plain["graf"]
 
 
-def test_compute_reads_the_prepared_inputs_or_says_what_it_needs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    stats = {"m": 30, "num_classes": 10, "P": 1.0, "S": 1.0}
-    with pytest.raises(ValueError, match="pass patch_norms=... or train_x="):
-        bounds.compute(_random_net(), stats, TIGHT)
+def test_compute_says_what_it_needs_and_reads_no_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty folder: nothing of a pipeline to read
+    stats = {"m": 30, "num_classes": 10, "P": 1.0, "S": 1.0, "input_shape": [1, 10, 10]}
+    with pytest.raises(ValueError, match="pass train_x, or stats"):
+        bounds.compute(_random_net(), stats=stats, params=TIGHT)
     x = torch.rand(30, 1, 10, 10, generator=torch.Generator().manual_seed(9))
-    save_torch({"x": x, "y": torch.zeros(30, dtype=torch.long)}, Paths().train_data)
-    implicit = bounds.compute(_random_net(), stats, TIGHT)  # a notebook at the pipeline root
-    assert implicit == bounds.compute(_random_net(), stats, TIGHT, train_x=x)
+    given = bounds.compute(_random_net(), x, stats=stats, params=TIGHT)
+    # stats and patch norms passed in: the same row without the inputs
+    patches = [given[f"b_l{i}"] for i in (1, 2, 3)]
+    assert given == bounds.compute(_random_net(), stats=stats, params=TIGHT,
+                                   patch_norms=patches)
+    with pytest.raises(ValueError, match="num_classes = 7 but the model has 10 logits"):
+        bounds.compute(_random_net(), x, num_classes=7)
+    assert list(tmp_path.iterdir()) == []
 
 
-class _WithExtra(ConvNet):
-    def __init__(self, extra: nn.Module | None = None, **conv_kwargs) -> None:
-        super().__init__(Arch((1, 10, 10), 10, 2, 4, weight_norm=False))
-        if conv_kwargs:
-            self.convs[0] = nn.Conv2d(1, 4, 2, **conv_kwargs)
-        if extra is not None:
-            self.extra = extra
-
-
-@pytest.mark.parametrize(("net", "message"), [
-    (_WithExtra(nn.BatchNorm2d(4)), "layer 'extra' (BatchNorm2d) is not covered"),
-    (_WithExtra(nn.MaxPool2d(2)), "layer 'extra' (MaxPool2d) is not covered"),
-    (_WithExtra(bias=True), "weight layer 1 (Conv2d) has a bias"),
-    (_WithExtra(bias=False, padding=1), "uses padding (1, 1)"),
-])
-def test_unsupported_layers_raise(net, message):
-    with pytest.raises(UnsupportedLayerError, match=re.escape(message)):
-        describe(net)
+def test_train_x_alone_gives_the_data_statistics():
+    x = torch.rand(30, 1, 10, 10, generator=torch.Generator().manual_seed(12))
+    out = bounds.compute(_random_net(), x, params=TIGHT)
+    per_pixel = (x.double() ** 2).sum(0)[0]  # (10, 10)
+    assert out["m"] == 30 and out["num_classes"] == 10
+    assert out["data_p"] == pytest.approx(per_pixel.max().item(), rel=1e-12)
+    assert out["data_s"] == pytest.approx(per_pixel.sum().sqrt().item(), rel=1e-12)
 
 
 def test_a_non_finite_bound_is_explained_in_the_row():
@@ -252,11 +244,11 @@ def test_a_non_finite_bound_is_explained_in_the_row():
     x = torch.rand(20, 1, 10, 10, generator=torch.Generator().manual_seed(10))
     stats = {"m": 20, "num_classes": 10, "P": 1.0, "S": 2.0}
     net = _random_net(11, weight_norm=False)
-    plain = bounds.compute(net, stats, TIGHT, train_x=x)
+    plain = bounds.compute(net, x, stats=stats, params=TIGHT)
     assert plain["notes"] == ""
     with torch.no_grad():
         net.convs[1].weight.zero_()
-    out = bounds.compute(net, stats, TIGHT, train_x=x)
+    out = bounds.compute(net, x, stats=stats, params=TIGHT)
     assert out["graf"] == pytest.approx(2 * 4 / 20 + 3 * math.sqrt(math.log(2000) / 40))
     assert math.isfinite(out["ours"]) and math.isnan(out["ledent"])
     assert out["notes"] == "ledent: undefined (a layer's input patches are all zero)"

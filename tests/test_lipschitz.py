@@ -158,7 +158,7 @@ def test_lipschitz_modes_and_an_unconverged_estimate():
     net = _net_with(_near_degenerate(0.5, seed=7))
     x = torch.rand(30, 4, 12, 12, generator=torch.Generator().manual_seed(8))
     stats = {"m": 30, "num_classes": 10, "P": 1.0, "S": 1.0}
-    rows = {mode: bounds.compute(net, stats, BoundConfig(lipschitz=mode), train_x=x)
+    rows = {mode: bounds.compute(net, x, stats=stats, params=BoundConfig(lipschitz=mode))
             for mode in ("certified", "estimate", "reshaped")}
     w1 = net.convs[0].weight.detach().double()
     assert rows["reshaped"]["sigma_l1"] == reshaped_norm(w1)
@@ -167,11 +167,11 @@ def test_lipschitz_modes_and_an_unconverged_estimate():
     assert (rows["reshaped"]["graf"] <= rows["estimate"]["graf"]
             <= rows["certified"]["graf"])  # graf grows with every sigma
     capped = BoundConfig(lanczos_max_steps=2)
-    row = bounds.compute(net, stats, capped, train_x=x)  # certified: flagged, never an error
+    row = bounds.compute(net, x, stats=stats, params=capped)  # certified: flagged, never an error
     assert row["lanczos_converged_l1"] == 0 and row["sigma_l1"] == rows["certified"]["sigma_l1"]
     with pytest.raises(ConvergenceError, match=r"layer 1 within bound.lanczos_max_steps = 2 "):
-        bounds.compute(net, stats, BoundConfig(lipschitz="estimate", lanczos_max_steps=2),
-                       train_x=x)
+        bounds.compute(net, x, stats=stats,
+                       params=BoundConfig(lipschitz="estimate", lanczos_max_steps=2))
 
 
 def test_a_zero_kernel_has_norm_zero():

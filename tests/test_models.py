@@ -7,6 +7,7 @@ import torch
 
 from normbounds.config import ConfigError
 from normbounds.models import Arch, ConvNet
+from normbounds.network import read_network
 
 
 @pytest.mark.parametrize(
@@ -25,17 +26,18 @@ def test_shapes_and_sizes(in_shape, depth, kernel, stride, sides):
     assert net.sides == sides
     x = torch.randn(7, *in_shape)
     assert net(x).shape == (7, 10)
-    logits, inputs = net.forward_with_inputs(x)
+    network = read_network(net, in_shape)
+    logits, inputs = network.forward_with_inputs(x)
     assert torch.equal(logits, net(x))
     assert [tuple(t.shape[1:]) for t in inputs[:-1]] == (
         [in_shape] + [(width, n, n) for n in sides[1:-1]])
     assert inputs[-1].shape == (7, width * sides[-1] ** 2)
-    layers = net.weight_layers()
-    assert len(layers) == depth + 1
-    assert [tuple(m.weight.shape) for m in layers[:-1]] == (
+    specs = network.specs
+    assert not network.augmented and [s.kind for s in specs] == ["conv"] * depth + ["head"]
+    assert [tuple(s.weight.shape) for s in specs[:-1]] == (
         [(width, in_shape[0], kernel, kernel)] + [(width, width, kernel, kernel)] * (depth - 1))
-    assert tuple(layers[-1].weight.shape) == (10, width * sides[-1] ** 2)
-    assert all(m.bias is None for m in layers)
+    assert tuple(specs[-1].weight.shape) == (10, width * sides[-1] ** 2)
+    assert [s.out_side for s in specs[:-1]] == sides[1:]
 
 
 def test_effective_weight_norm_equals_gain():

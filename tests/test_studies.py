@@ -14,8 +14,8 @@ from normbounds import bounds
 from normbounds.config import ConfigError, parse_params
 from normbounds.data import noisy_labels, prepare
 from normbounds.formulas import BOUND_NAMES
-from normbounds.layers import describe
 from normbounds.models import Arch, ConvNet
+from normbounds.network import describe
 
 STATS = {"m": 500, "num_classes": 10, "P": 37.5, "S": 210.0}
 
@@ -30,8 +30,8 @@ def test_dense_network_is_one_node_per_layer_and_ours_equals_golowich():
     specs = describe(net)
     assert [s.kind for s in specs] == ["fc", "fc", "fc", "head"]
     assert [s.in_shape for s in specs] == [(64,), (5,), (5,), (5,)]
-    out = bounds.compute(net, STATS, parse_params(tiny_params()).bound,
-                         train_x=torch.rand(20, 1, 8, 8))
+    out = bounds.compute(net, torch.rand(20, 1, 8, 8), stats=STATS,
+                         params=parse_params(tiny_params()).bound)
     assert [out[f"deg_l{i}"] for i in (1, 2, 3)] == [1, 1, 1]
     assert [out[f"pred_l{i}"] for i in (1, 2, 3)] == [1, 1, 1]
     assert out["data_p"] == STATS["S"] ** 2  # the first layer sees the whole image

@@ -13,15 +13,16 @@ import torch
 from torch import nn
 
 from normbounds.config import BoundConfig, Config
+from normbounds.data import data_statistics
 from normbounds.errors import ConvergenceError
 from normbounds.formulas import BOUND_NAMES, BOUNDS, Ingredients, _exp, _log
 from normbounds.layers import (
     LayerSpec,
-    describe,
     filter_norm_sum,
     frobenius,
     l21,
     max_patch_norm_sq,
+    toeplitz_log_factor,
 )
 from normbounds.lipschitz import (
     Sigma,
@@ -29,6 +30,8 @@ from normbounds.lipschitz import (
     reshaped_norm,
     spectral_norm,
 )
+from normbounds.network import Network, describe, eval_mode, read_network
+from normbounds.runtime import progress
 
 
 def _notes(out: dict) -> str:
@@ -93,70 +96,73 @@ def chosen_sigmas(sigmas: list[Sigma], specs: list[LayerSpec], cfg: BoundConfig)
 
 
 @torch.inference_mode()
-def measure_patch_norms(model: nn.Module, x: torch.Tensor, batch_size: int) -> list[float]:
-    """b_l: the largest input-patch norm of every weight layer over the inputs x."""
-    specs = describe(model)
-    best = [0.0] * len(specs)
-    for start in range(0, len(x), batch_size):
-        _, inputs = model.forward_with_inputs(x[start:start + batch_size])
-        for i, (spec, inp) in enumerate(zip(specs, inputs, strict=True)):
-            best[i] = max(best[i], max_patch_norm_sq(inp, spec).item())
+def measure_patch_norms(network: Network, x: torch.Tensor, batch_size: int) -> list[float]:
+    """b_l: the largest (augmented, zero-padded) input-patch norm of every layer over x."""
+    best = [0.0] * len(network.specs)
+    with eval_mode(network.module):
+        for start in progress(range(0, len(x), batch_size), desc="patch norms", unit="batch",
+                              leave=False):
+            _, inputs = network.forward_with_inputs(x[start:start + batch_size])
+            for i, (spec, inp) in enumerate(zip(network.specs, inputs, strict=True)):
+                best[i] = max(best[i], max_patch_norm_sq(inp, spec).item())
     return [v ** 0.5 for v in best]
 
 
-def _default_train_inputs() -> torch.Tensor:
-    """The prepared training inputs of the pipeline in the current folder, for notebooks."""
-    from normbounds.data import load_split
-    from normbounds.paths import Paths
-
-    path = Paths().train_data
-    if not path.is_file():
-        raise ValueError(f"ledent needs the input-patch norms b_l: pass patch_norms=... or"
-                         f" train_x=<the prepared training inputs>, or run from a pipeline"
-                         f" folder holding {path}")
-    return load_split(path).x
-
-
-def _reference_weights(specs: list[LayerSpec], reference: nn.Module | None) -> list[torch.Tensor]:
+def _reference_weights(specs: list[LayerSpec], reference: nn.Module | None,
+                       in_shape: tuple[int, ...]) -> list[torch.Tensor]:
     if reference is None:
         return [torch.zeros_like(s.weight) for s in specs]
-    refs = [s.weight for s in describe(reference)]
+    refs = [s.weight for s in describe(reference, in_shape)]
     if [r.shape for r in refs] != [s.weight.shape for s in specs]:
         raise ValueError("the reference network's layers do not match the network's shapes")
     return [r.to(s.weight.device) for r, s in zip(refs, specs, strict=True)]
 
 
-def compute(model: nn.Module, stats: dict, cfg: Config | BoundConfig, *,
-            train_x: torch.Tensor | None = None, patch_norms: list[float] | None = None,
-            reference: nn.Module | None = None,
-            warm: dict[int, torch.Tensor] | None = None) -> dict[str, float]:
-    """Every bound of the spec and its ingredients for `model`, as one flat dict.
+def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
+            num_classes: int | None = None, params: Config | BoundConfig | None = None,
+            stats: dict | None = None, patch_norms: list[float] | None = None,
+            reference: nn.Module | None = None, warm: dict[int, torch.Tensor] | None = None,
+            network: Network | None = None) -> dict[str, float]:
+    """Every bound of docs/bounds.md and its ingredients for `model`, as one flat dict.
 
-    stats: stats.json of the prepare stage (m, num_classes, P, S). Ledent's b_l
-    needs the training inputs: pass `patch_norms` (measured in the error pass)
-    or `train_x` (the prepared train tensors) to measure them here; with
-    neither, the prepared train split in the current folder is read. `reference`:
-    the network whose weights are M_l for Graf and Ledent (None: M_l = 0).
-    `warm`: Lanczos start vectors per layer, read and updated in place.
+    model: any nn.Module that network.py can read (conv, pooling, batch norm, Linear,
+    biases, zero padding, ReLU). train_x (m, c, n, n): the training inputs, from which
+    m, P, S, X and Ledent's patch norms b_l are measured. Instead of train_x, pass
+    `stats` (m, P, S, X and input_shape, as the prepare stage writes them) and
+    `patch_norms`. num_classes: defaults to the number of logits. params: the `bound`
+    section (BoundConfig(); gamma, delta, lipschitz, ...). reference: the network whose
+    weights are M_l for Graf and Ledent (None: M_l = 0). warm: Lanczos start vectors
+    per layer, read and updated in place. Reads no file.
     Per-layer keys end in _l<index>, 1-based; the head is layer D.
     """
-    bc = cfg.bound if isinstance(cfg, Config) else cfg
-    specs = describe(model)
+    bc = params.bound if isinstance(params, Config) else params or BoundConfig()
+    if train_x is None and (stats is None or patch_norms is None):
+        raise ValueError("bounds.compute needs the training inputs: pass train_x, or stats"
+                         " (m, P, S, X, input_shape) and patch_norms")
+    if network is None:
+        shape = tuple(train_x.shape[1:]) if train_x is not None else stats["input_shape"]
+        network = read_network(model, tuple(shape))
+    if stats is None:
+        stats = {"m": len(train_x), **data_statistics(train_x)}
+    n_classes = num_classes or stats.get("num_classes") or network.num_classes
+    if n_classes != network.num_classes:
+        raise ValueError(f"num_classes = {n_classes} but the model has"
+                         f" {network.num_classes} logits")
+    specs, stats = network.specs, network.data_stats(stats)
     if patch_norms is None:
-        if train_x is None:
-            train_x = _default_train_inputs()
-        patch_norms = measure_patch_norms(model, train_x.to(specs[0].weight.device),
-                                          bc.eval_batch_size)
-    m, n_classes, d = int(stats["m"]), int(stats["num_classes"]), len(specs)
+        device = specs[0].weight.device
+        patch_norms = measure_patch_norms(network, train_x.to(device), bc.eval_batch_size)
+    m, n_classes, d = int(stats["m"]), int(n_classes), len(specs)
     convs = specs[:-1]  # conv or dense hidden layers
     # a dense first layer sees the whole image as one patch: P = S^2 (spec, FC layers)
     data_p = stats["S"] ** 2 if specs[0].kind == "fc" else stats["P"]
     fro = [frobenius(s.weight) for s in specs]
     log_rho = sum(_log(f) for f in fro)  # -inf for a zero layer: rho = 0
-    log_rho_g = log_rho + sum(0.5 * math.log(s.positions) for s in specs)  # Toeplitz norms
+    log_rho_g = log_rho + sum(toeplitz_log_factor(s) for s in specs)  # Toeplitz norms
     both = lipschitz_constants(specs, bc, warm)
     sigmas = chosen_sigmas(both, specs, bc)
-    diffs = [s.weight - r for s, r in zip(specs, _reference_weights(specs, reference), strict=True)]
+    refs = _reference_weights(specs, reference, network.in_shape)
+    diffs = [s.weight - r for s, r in zip(specs, refs, strict=True)]
     l21s = [l21(w) for w in diffs]
     a = [filter_norm_sum(w, s.kind) for w, s in zip(diffs, specs, strict=True)]
     n_params = sum(s.weight.numel() for s in specs)

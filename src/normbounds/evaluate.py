@@ -26,7 +26,8 @@ from normbounds.data import Split
 from normbounds.errors import ArtifactError
 from normbounds.formulas import HEADLINE
 from normbounds.io import write_json, write_text
-from normbounds.layers import describe, max_patch_norm_sq
+from normbounds.layers import max_patch_norm_sq
+from normbounds.network import Network, eval_mode, read_network
 from normbounds.runtime import progress
 from normbounds.train import loss_fn
 
@@ -48,18 +49,18 @@ class PassResult:
 
 
 @torch.inference_mode()
-def data_pass(model: nn.Module, data: Split, loss_name: str, gamma: float, batch_size: int,
+def data_pass(network: Network, data: Split, loss_name: str, gamma: float, batch_size: int,
               patches: bool = False) -> PassResult:
     """Error, mean loss and margin error over `data`; with `patches`, also b_l per layer."""
-    specs = describe(model) if patches else []
-    loss = loss_fn(loss_name, model.arch.num_classes)
+    specs = network.specs if patches else []
+    loss = loss_fn(loss_name, network.num_classes)
     n_err = n_margin = 0
     loss_sum = 0.0
     best = [torch.zeros((), device=data.x.device) for _ in specs]
     for start in range(0, len(data), batch_size):
         x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
         with parametrize.cached():  # the weight-norm weights once per batch, not per use
-            logits, inputs = model.forward_with_inputs(x)  # (B, C), the input of every layer
+            logits, inputs = network.forward_with_inputs(x)  # (B, C), every layer's input
         n_err += margin_errors(logits, y, 0.0).sum().item()
         n_margin += margin_errors(logits, y, gamma).sum().item()
         loss_sum += loss(logits.double(), y).item() * len(y)
@@ -74,11 +75,14 @@ def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, tes
                    timings: dict | None = None) -> dict:
     """One row: errors, losses, margin error, every bound, the certificate."""
     bc = cfg.bound
+    network = read_network(model, tuple(train.x.shape[1:]))
     t0 = time.perf_counter()
-    tr = data_pass(model, train, loss_name, bc.gamma, bc.eval_batch_size, patches=True)
-    te = data_pass(model, test, loss_name, bc.gamma, bc.eval_batch_size)
+    with eval_mode(model):
+        tr = data_pass(network, train, loss_name, bc.gamma, bc.eval_batch_size, patches=True)
+        te = data_pass(network, test, loss_name, bc.gamma, bc.eval_batch_size)
     t1 = time.perf_counter()
-    values = bounds.compute(model, stats, bc, patch_norms=tr.patch_norms, reference=reference)
+    values = bounds.compute(model, stats=stats, params=bc, patch_norms=tr.patch_norms,
+                            reference=reference, network=network)
     if timings is not None:
         timings["errors"] = timings.get("errors", 0.0) + t1 - t0
         timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1

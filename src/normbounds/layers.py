@@ -1,10 +1,8 @@
 """The weight layers of a network as the bounds see them, and their norms.
 
-`describe` turns a network into a list of `LayerSpec`s (effective weight in
-float64, input shape, kernel, stride) and refuses every construct that the
-spec's formulas do not cover: biases, padding, dilation, groups, pooling,
-normalisation layers and anything else unknown. A silently wrong number is
-worse than an error.
+A `LayerSpec` is one bias-free linear layer of the theorem's form (effective
+weight in float64, input shape, kernel, stride, zero padding); network.py
+reads any model into a list of them.
 """
 
 from __future__ import annotations
@@ -14,18 +12,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.nn.utils import parametrize
-
-from normbounds.errors import UnsupportedLayerError
 
 
 @dataclass(frozen=True)
 class LayerSpec:
     """One weight layer: a k x k conv ('conv'), a dense hidden layer ('fc') or the head.
 
-    The spec reads a dense hidden layer as a single node: kernel 1 and stride 1
-    give pred = deg = 1, and it is applied at one position.
+    A dense layer is a single node applied at one position: deg = 1, and pred = n^2
+    when it reads an n x n feature map (map_side = n), else 1 (a first dense layer
+    reads the whole image as one position with c n^2 channels).
     """
 
     index: int  # 1-based, as in the spec
@@ -35,6 +30,7 @@ class LayerSpec:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    map_side: int = 1  # dense layers: the side of the feature map they read
 
     @property
     def out_side(self) -> int:
@@ -45,8 +41,9 @@ class LayerSpec:
 
     @property
     def side_in(self) -> int:
-        """d_l of Ledent's bound: the spatial side of the input (1 for the head)."""
-        return self.in_shape[1] if self.kind == "conv" else 1
+        """d_l of Ledent's bound: the spatial side of the zero-padded input (1 for a dense
+        layer), as for the same conv on an explicitly padded input."""
+        return self.in_shape[1] + 2 * self.padding if self.kind == "conv" else 1
 
     @property
     def positions(self) -> int:
@@ -59,8 +56,8 @@ class LayerSpec:
 
     @property
     def pred(self) -> int:
-        """pred_l = k^2, the spatial size of a patch."""
-        return self.kernel ** 2
+        """pred_l = k^2, the spatial size of a patch (a dense layer: its map's n^2)."""
+        return self.kernel ** 2 if self.kind == "conv" else self.map_side ** 2
 
     @property
     def deg(self) -> int:
@@ -70,82 +67,6 @@ class LayerSpec:
     @property
     def n_inputs(self) -> int:
         return math.prod(self.in_shape)
-
-
-_ALLOWED = (nn.Conv2d, nn.Linear, nn.ReLU, nn.Flatten, nn.ModuleList, nn.Sequential,
-            nn.ModuleDict, parametrize.ParametrizationList)
-
-
-def _check_modules(model: nn.Module) -> None:
-    for name, module in model.named_modules():
-        if module is model or isinstance(module, _ALLOWED):
-            continue
-        if type(module).__name__ == "_WeightNorm":  # weight_norm's parametrization
-            continue
-        raise UnsupportedLayerError(
-            f"layer {name!r} ({type(module).__name__}) is not covered by the bounds: the spec"
-            " covers conv layers (no padding, no bias), ReLU and a linear head only")
-
-
-def _conv_spec(index: int, conv: nn.Module, in_shape: tuple[int, int, int]) -> LayerSpec:
-    where = f"weight layer {index} ({type(conv).__name__})"
-    if conv.bias is not None:
-        raise UnsupportedLayerError(f"{where} has a bias, which the bounds do not cover")
-    if conv.padding not in ((0, 0), "valid") or conv.dilation != (1, 1) or conv.groups != 1:
-        raise UnsupportedLayerError(f"{where} uses padding {conv.padding}, dilation"
-                                    f" {conv.dilation} or groups {conv.groups}: the deg/pred"
-                                    " counts of the spec need padding 0, dilation 1, groups 1")
-    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-    if kh != kw or sh != sw:
-        raise UnsupportedLayerError(f"{where} has a non-square kernel or stride")
-    if in_shape[0] != conv.in_channels or in_shape[1] < kh:
-        raise UnsupportedLayerError(f"{where} cannot take an input of shape {in_shape}")
-    weight = conv.weight.detach().to(torch.float64)
-    return LayerSpec(index, "conv", weight, in_shape, kh, sh)
-
-
-def _fc_spec(index: int, layer: nn.Linear, in_shape: tuple[int, ...]) -> LayerSpec:
-    if layer.bias is not None:
-        raise UnsupportedLayerError(f"weight layer {index} (Linear) has a bias, which the"
-                                    " bounds do not cover")
-    if layer.in_features != math.prod(in_shape):
-        raise UnsupportedLayerError(f"weight layer {index} takes {layer.in_features} inputs"
-                                    f" but receives {math.prod(in_shape)}")
-    return LayerSpec(index, "fc", layer.weight.detach().to(torch.float64),
-                     (layer.in_features,))
-
-
-def describe(model: nn.Module, in_shape: tuple[int, int, int] | None = None) -> list[LayerSpec]:
-    """The weight layers of `model` (conv layers, then a linear head) as LayerSpecs.
-
-    `model.weight_layers()` gives the layers in forward order; the input shape
-    defaults to `model.arch.in_shape`.
-    """
-    _check_modules(model)
-    if in_shape is None:
-        in_shape = tuple(model.arch.in_shape)
-    *hidden, head = model.weight_layers()
-    specs, shape = [], tuple(in_shape)
-    for i, layer in enumerate(hidden, start=1):
-        if isinstance(layer, nn.Conv2d) and len(shape) == 3:
-            spec = _conv_spec(i, layer, shape)
-            shape = (spec.out_channels, spec.out_side, spec.out_side)
-        elif isinstance(layer, nn.Linear):
-            spec = _fc_spec(i, layer, shape)
-            shape = (layer.out_features,)
-        else:
-            raise UnsupportedLayerError(f"weight layer {i} is a {type(layer).__name__} on an"
-                                        f" input of shape {shape}: only Conv2d layers, then"
-                                        " dense (Linear) layers, may precede the head")
-        specs.append(spec)
-    if not isinstance(head, nn.Linear) or head.bias is not None:
-        raise UnsupportedLayerError("the last weight layer must be an nn.Linear without bias")
-    if head.in_features != math.prod(shape):
-        raise UnsupportedLayerError(f"the head takes {head.in_features} inputs but the last"
-                                    f" feature map has {math.prod(shape)}")
-    specs.append(LayerSpec(len(hidden) + 1, "head", head.weight.detach().to(torch.float64),
-                           (head.in_features,)))
-    return specs
 
 
 def frobenius(w: torch.Tensor) -> float:
@@ -176,4 +97,21 @@ def max_patch_norm_sq(x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
         return x.pow(2).sum(dim=1).max()
     pixel_sq = x.pow(2).sum(dim=1, keepdim=True)  # (B, 1, n, n)
     box = torch.ones(1, 1, spec.kernel, spec.kernel, dtype=x.dtype, device=x.device)
-    return F.conv2d(pixel_sq, box, stride=spec.stride).max()  # window sums (B, 1, n_l, n_l)
+    # window sums over the zero-padded input (B, 1, n_l, n_l)
+    return F.conv2d(pixel_sq, box, stride=spec.stride, padding=spec.padding).max()
+
+
+def toeplitz_log_factor(spec: LayerSpec) -> float:
+    """log(||T_l||_F / ||W_l||_F) for Golowich's bound, T_l the layer's full linear map:
+    each kernel tap (a, b) appears once per output position at which it reads a real
+    (not padding) pixel. Without padding every tap reads one at all O_l positions:
+    0.5 log O_l (and 0 for a dense layer, O_l = 1)."""
+    tap_sq = spec.weight.pow(2).sum((0, 1)) if spec.kind == "conv" else None
+    if spec.kind != "conv" or spec.padding == 0 or not tap_sq.any():
+        return 0.5 * math.log(spec.positions)
+    n, p, s = spec.in_shape[1], spec.padding, spec.stride
+    tops = torch.arange(spec.out_side) * s - p  # first input row of every window
+    reads = torch.tensor([float(((tops + a >= 0) & (tops + a < n)).sum()) for a in
+                          range(spec.kernel)], dtype=torch.float64)  # (k,) per tap row
+    ratio = (tap_sq * reads[:, None] * reads[None, :]).sum() / tap_sq.sum()
+    return 0.5 * math.log(ratio.item())

@@ -223,23 +223,34 @@ def conv_matrix(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: in
     return F.conv2d(eye, weight.to(torch.float64), stride=stride, padding=padding).flatten(1).T
 
 
-def _gram_operator(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,
-                   padding: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """v -> A^T A v for A = conv2d(., weight, stride, padding); v flat (c n n,)."""
-    n, k = in_shape[1], weight.shape[-1]
-    n_out = (n + 2 * padding - k) // stride + 1
+def conv_adjoint(weight: torch.Tensor, side: int, stride: int,
+                 padding: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """u -> A^T u for A = conv2d(., weight, stride, padding) on side x side inputs:
+    (B, H, n_out, n_out) -> (B, c, side, side)."""
+    k = weight.shape[-1]
+    n_out = (side + 2 * padding - k) // stride + 1
     # input rows past the last window (stride leftovers): the adjoint gives them zeros
-    extra = n + 2 * padding - ((n_out - 1) * stride + k)
+    extra = side + 2 * padding - ((n_out - 1) * stride + k)
     # stride 1: the adjoint is the conv with the flipped, transposed kernel and
     # padding k - 1 - padding, faster on CPU than conv_transpose2d
     flipped = weight.flip(-1, -2).transpose(0, 1).contiguous()
 
+    def apply(u: torch.Tensor) -> torch.Tensor:
+        if stride == 1 and padding < k:
+            return F.conv2d(u, flipped, padding=k - 1 - padding)
+        return F.conv_transpose2d(u, weight, stride=stride, padding=padding,
+                                  output_padding=extra)
+    return apply
+
+
+def _gram_operator(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,
+                   padding: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> A^T A v for A = conv2d(., weight, stride, padding); v flat (c n n,)."""
+    adjoint = conv_adjoint(weight, in_shape[1], stride, padding)
+
     def apply(v: torch.Tensor) -> torch.Tensor:
         u = F.conv2d(v.view(1, *in_shape), weight, stride=stride, padding=padding)
-        if stride == 1 and padding < k:
-            return F.conv2d(u, flipped, padding=k - 1 - padding).flatten()
-        return F.conv_transpose2d(u, weight, stride=stride, padding=padding,
-                                  output_padding=extra).flatten()
+        return adjoint(u).flatten()
     return apply
 
 

@@ -40,7 +40,7 @@ class Arch:
 
 
 class ConvNet(nn.Module):
-    """CONV-L-H (or FC-L-H); `weight_layers()` lists the layers the bounds read."""
+    """CONV-L-H (or FC-L-H). The bounds read it like any other model (network.py)."""
 
     def __init__(self, arch: Arch) -> None:
         super().__init__()
@@ -69,21 +69,6 @@ class ConvNet(nn.Module):
         for conv in self.convs:
             x = torch.relu(conv(x))  # (B, H, n_l, n_l)
         return self.head(x.flatten(1))  # (B, C)
-
-    def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and the input of every weight layer (the head's flattened), in order."""
-        inputs = []
-        if self.dense:
-            x = x.flatten(1)
-        for conv in self.convs:
-            inputs.append(x)
-            x = torch.relu(conv(x))
-        inputs.append(x.flatten(1))
-        return self.head(inputs[-1]), inputs
-
-    def weight_layers(self) -> list[nn.Module]:
-        """Conv layers then the head, in forward order; `.weight` is the effective weight."""
-        return [*self.convs, self.head]
 
     def gains(self) -> list[float]:
         """The weight-norm gains g_l of the conv layers (empty without weight norm)."""

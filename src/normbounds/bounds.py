@@ -14,7 +14,7 @@ from torch import nn
 
 from normbounds.config import BoundConfig, Config
 from normbounds.data import data_statistics
-from normbounds.errors import ConvergenceError
+from normbounds.errors import ConvergenceError, InputError
 from normbounds.formulas import BOUND_NAMES, BOUNDS, Ingredients, _exp, _log
 from normbounds.layers import (
     LayerSpec,
@@ -114,7 +114,7 @@ def _reference_weights(specs: list[LayerSpec], reference: nn.Module | None,
         return [torch.zeros_like(s.weight) for s in specs]
     refs = [s.weight for s in describe(reference, in_shape)]
     if [r.shape for r in refs] != [s.weight.shape for s in specs]:
-        raise ValueError("the reference network's layers do not match the network's shapes")
+        raise InputError("the reference network's layers do not match the network's shapes")
     return [r.to(s.weight.device) for r, s in zip(refs, specs, strict=True)]
 
 
@@ -137,7 +137,7 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     """
     bc = params.bound if isinstance(params, Config) else params or BoundConfig()
     if train_x is None and (stats is None or patch_norms is None):
-        raise ValueError("bounds.compute needs the training inputs: pass train_x, or stats"
+        raise InputError("bounds.compute needs the training inputs: pass train_x, or stats"
                          " (m, P, S, X, input_shape) and patch_norms")
     if network is None:
         shape = tuple(train_x.shape[1:]) if train_x is not None else stats["input_shape"]
@@ -146,7 +146,7 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
         stats = {"m": len(train_x), **data_statistics(train_x)}
     n_classes = num_classes or stats.get("num_classes") or network.num_classes
     if n_classes != network.num_classes:
-        raise ValueError(f"num_classes = {n_classes} but the model has"
+        raise InputError(f"num_classes = {n_classes} but the model has"
                          f" {network.num_classes} logits")
     specs, stats = network.specs, network.data_stats(stats)
     if patch_norms is None:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from normbounds.errors import ArtifactError, CheckpointError
 from normbounds.io import load_torch, save_torch
-from normbounds.models import Arch, ConvNet
+from normbounds.models import Arch, build
 
 _NAME = re.compile(r"epoch_(\d{4,})\.pt")
 REQUIRED_KEYS = ("epoch", "arch", "config", "model", "optimizer", "scheduler", "history", "rng")
@@ -104,7 +105,7 @@ def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str
     return state
 
 
-def load(path: Path, device: str | torch.device = "cpu") -> tuple[ConvNet, dict[str, Any]]:
+def load(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network saved in `path`; returns (model in eval mode, metadata).
 
     The metadata is the checkpoint without its tensors-of-state: epoch, arch,
@@ -114,7 +115,7 @@ def load(path: Path, device: str | torch.device = "cpu") -> tuple[ConvNet, dict[
         raise CheckpointError(f"{_crc_failure(path)} (`dvc repro` retrains from the checkpoint"
                               " before it)")
     state = load_state(path, device)
-    model = ConvNet(Arch.from_dict(state["arch"])).to(device)
+    model = build(Arch.from_dict(state["arch"])).to(device)
     model.load_state_dict(state["model"])
     model.eval()
     meta = {k: state[k] for k in ("epoch", "arch", "config", "history")}

@@ -20,18 +20,9 @@ from typing import Any, Literal
 
 import yaml
 
+from normbounds.datasets import DATASETS
 from normbounds.errors import ConfigError
 from normbounds.limits import check_limits
-
-# name -> (channels, side in pixels, classes): what validation needs to know
-# about each dataset before anything is loaded.
-DATASETS: dict[str, tuple[int, int, int]] = {
-    "mnist5k": (1, 28, 10),
-    "mnist": (1, 28, 10),
-    "fashionmnist": (1, 28, 10),
-    "svhn": (3, 32, 10),
-    "cifar10": (3, 32, 10),
-}
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -54,8 +45,8 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["mnist5k", "mnist", "fashionmnist", "svhn", "cifar10"] = "mnist5k"
-    root: str = "data/raw"  # where torchvision data sets live (not used by mnist5k)
+    dataset: str = "mnist5k"  # a name of datasets.DATASETS
+    root: str = "data/raw"  # torchvision's folder, the ImageFolder, or the tensors' .pt file
     download: bool = False
     seed: int = 0  # seeds the mnist5k train/test split and the train_size subset
     test_size: int = 1000  # mnist5k only: digits held out for testing (of 5,000)
@@ -67,9 +58,11 @@ class DataConfig:
     std: tuple[float, ...] = (0.3081,)
 
     def check(self) -> None:
+        _require(self.dataset in DATASETS, "data.dataset", self.dataset,
+                 "must be one of " + ", ".join(DATASETS))
         _require(self.test_size >= 1, "data.test_size", self.test_size, "must be >= 1")
-        _require(self.test_size < 5000, "data.test_size", self.test_size,
-                 "must be < 5000 (mnist5k has 5,000 digits)")
+        _require(self.dataset != "mnist5k" or self.test_size < 5000, "data.test_size",
+                 self.test_size, "must be < 5000 (mnist5k has 5,000 digits)")
         if self.train_size is not None:
             _require(self.train_size >= 1, "data.train_size", self.train_size,
                      "must be null or an integer >= 1")
@@ -78,25 +71,37 @@ class DataConfig:
         _require(self.svhn_extra >= 0, "data.svhn_extra", self.svhn_extra, "must be >= 0")
         _require(self.svhn_extra == 0 or self.dataset == "svhn", "data.svhn_extra",
                  self.svhn_extra, "must be 0 unless data.dataset is svhn")
-        channels = DATASETS[self.dataset][0]
-        if self.standardize:
+        shape = DATASETS[self.dataset].shape
+        if self.standardize and shape is not None:  # other sets: checked once loaded
+            channels = shape[0]
             for key, vals in (("data.mean", self.mean), ("data.std", self.std)):
                 _require(len(vals) == channels, key, list(vals),
                          f"needs one value per channel ({channels} for {self.dataset})")
-            _require(all(s > 0 for s in self.std), "data.std", list(self.std),
-                     "every std must be > 0")
+        _require(all(s > 0 for s in self.std), "data.std", list(self.std),
+                 "every std must be > 0")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: Literal["conv", "fc"] = "conv"  # fc: dense hidden layers (kernel/stride unused)
+    # fc: dense hidden layers (kernel/stride unused); custom: model.factory builds it
+    family: Literal["conv", "fc", "custom"] = "conv"
     kernel_size: int = 2
     stride: int = 1
     weight_norm: bool = True  # one scalar gain per layer, on all layers but the head
+    factory: str | None = None  # custom: "package.module:function", imported from the root
 
     def check(self) -> None:
+        custom = self.family == "custom"
+        _require(custom == (self.factory is not None), "model.factory", self.factory,
+                 "must be set (\"package.module:function\") exactly when model.family is"
+                 " custom")
+        _require(self.factory is None or bool(_FACTORY.fullmatch(self.factory)),
+                 "model.factory", self.factory, "must look like \"package.module:function\"")
         _require(self.kernel_size >= 1, "model.kernel_size", self.kernel_size, "must be >= 1")
         _require(self.stride >= 1, "model.stride", self.stride, "must be >= 1")
+
+
+_FACTORY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
@@ -230,9 +235,10 @@ def feature_sides(side: int, depth: int, kernel: int, stride: int) -> list[int]:
 
 
 def _check_architecture(cfg: Config) -> None:
-    if cfg.model.family == "fc":
-        return  # dense layers see the whole input: no feature map can vanish
-    side = DATASETS[cfg.data.dataset][1]
+    shape = DATASETS[cfg.data.dataset].shape
+    if cfg.model.family != "conv" or shape is None:
+        return  # dense layers see the whole input; other shapes are checked once loaded
+    side = shape[1]
     for depth in cfg.grid.depths:
         feature_sides(side, depth, cfg.model.kernel_size, cfg.model.stride)
 

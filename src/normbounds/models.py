@@ -1,4 +1,5 @@
-"""CONV-L-H: the paper's compositionally sparse network, and its dense baseline.
+"""CONV-L-H: the paper's compositionally sparse network, its dense baseline, and a
+user's own network (family `custom`, built by `model.factory`).
 
 L conv layers of H channels (k x k kernels, stride s, no padding, no bias,
 ReLU), then flatten and a linear head to C classes (no bias). Every conv layer
@@ -9,13 +10,18 @@ fully connected hidden layers of H units instead, weight-normalised the same way
 
 from __future__ import annotations
 
+import importlib
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from normbounds.config import ModelConfig, feature_sides
+from normbounds.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -29,7 +35,8 @@ class Arch:
     kernel_size: int = 2
     stride: int = 1
     weight_norm: bool = True
-    family: str = "conv"  # "conv" or "fc"
+    family: str = "conv"  # "conv", "fc" or "custom"
+    factory: str | None = None  # custom: "package.module:function"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "in_shape": list(self.in_shape)}
@@ -82,4 +89,46 @@ def arch_for(entry_depth: int, entry_width: int, model_cfg: ModelConfig, stats: 
     return Arch(in_shape=tuple(stats["input_shape"]), num_classes=stats["num_classes"],
                 depth=entry_depth, width=entry_width, kernel_size=model_cfg.kernel_size,
                 stride=model_cfg.stride, weight_norm=model_cfg.weight_norm,
-                family=model_cfg.family)
+                family=model_cfg.family, factory=model_cfg.factory)
+
+
+def load_factory(spec: str, key: str = "params.yaml: model.factory") -> Callable[..., nn.Module]:
+    """The function named by `spec` ("package.module:function"), imported with the
+    current folder (the pipeline's root) first on the path. `key` names it in errors."""
+    module_name, _, name = spec.partition(":")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # whatever the user's module raises on import
+        raise ConfigError(f"{key} = {spec!r}: module {module_name!r} does not import"
+                          f" ({type(err).__name__}: {err})") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"{key} = {spec!r}: {module_name} has no function {name!r}")
+    return fn
+
+
+def factory_file(spec: str) -> Path | None:
+    """The source file of a factory's module (part of the training fingerprint)."""
+    module = sys.modules.get(spec.partition(":")[0])
+    path = getattr(module, "__file__", None)
+    return Path(path) if path else None
+
+
+def _custom(arch: Arch) -> nn.Module:
+    model = load_factory(arch.factory)(in_shape=arch.in_shape, num_classes=arch.num_classes,
+                                       depth=arch.depth, width=arch.width)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"params.yaml: model.factory = {arch.factory!r} returned a"
+                          f" {type(model).__name__}, not an nn.Module")
+    return model
+
+
+FAMILIES: dict[str, Callable[[Arch], nn.Module]] = {"conv": ConvNet, "fc": ConvNet,
+                                                    "custom": _custom}
+
+
+def build(arch: Arch) -> nn.Module:
+    """The network of `arch` (freshly initialised from torch's global generator)."""
+    return FAMILIES[arch.family](arch)

@@ -16,12 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
-from normbounds.errors import UnsupportedLayerError
-from normbounds.graph import Op, trace
+from normbounds.errors import InputError, UnsupportedLayerError
+from normbounds.graph import Op, Traced, trace
 from normbounds.layers import LayerSpec
 from normbounds.lipschitz import conv_adjoint
+from normbounds.torchscript import trace_script
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def _layers(traced, in_shape: tuple[int, ...]) -> tuple[list[Layer], list[fx.Nod
     segments.append((ops, feed))
     if not segments[0][0] or not segments[-1][0]:
         where = "before the first" if not segments[0][0] else "after the last"
-        raise UnsupportedLayerError(f"{type(traced.module).__name__} has a ReLU {where} linear"
+        raise UnsupportedLayerError(f"the model has a ReLU {where} linear"
                                     " layer: the bounds read linear layers with ReLU between"
                                     " them and the logits straight from the last one")
     layers, feeds, reads, pending = [], [], tuple(in_shape), None
@@ -194,7 +196,7 @@ class Network:
     augmented: bool
     in_shape: tuple[int, ...]
     num_classes: int
-    module: fx.GraphModule
+    module: nn.Module  # returns (logits, *each layer's input)
 
     def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, C) and each layer's input: conv (B, c, n, n), dense (B, d), with the
@@ -221,19 +223,46 @@ class Network:
                 "X": (stats["X"] ** 2 + pixels) ** 0.5}
 
 
+class _Canonical(nn.Module):
+    """The composed layers run in float64: the forward pass of a TorchScript model, whose
+    intermediate values cannot be read. Returns (logits, *each layer's input)."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h, inputs = x.double(), []
+        for i, la in enumerate(self.layers):
+            inputs.append(h)
+            h = (F.conv2d(h, la.weight, la.bias, la.stride, la.padding) if la.kind == "conv"
+                 else F.linear(h.flatten(1), la.weight, la.bias))
+            h = torch.relu(h) if i < len(self.layers) - 1 else h
+        return (h, *inputs)
+
+
 def read_network(model: nn.Module, in_shape: tuple[int, ...]) -> Network:
-    """`model` on inputs of shape in_shape (c, n, n), in the theorem's form."""
-    traced = trace(model, in_shape)
+    """`model` (an nn.Module or a TorchScript module) on inputs of shape in_shape
+    (c, n, n), in the theorem's form."""
+    script = isinstance(model, torch.jit.ScriptModule)
+    if script:
+        ops = trace_script(model, in_shape)
+        traced = Traced(None, ops, [None] * len(ops))
+    else:
+        traced = trace(model, in_shape)
     layers, feeds = _layers(traced, in_shape)
     augment = any(layer.bias is not None for layer in layers)
     kinds = ["conv" if la.kind == "conv" else "fc" for la in layers[:-1]] + ["head"]
     specs = [_spec(i, la, kind, augment)
              for i, (la, kind) in enumerate(zip(layers, kinds, strict=True), start=1)]
-    graph = traced.module.graph
-    output = next(n for n in graph.nodes if n.op == "output")
-    output.args = ((output.args[0], *feeds),)
-    traced.module.recompile()
-    return Network(specs, augment, tuple(in_shape), layers[-1].weight.shape[0], traced.module)
+    if script:
+        module = _Canonical(layers)
+    else:
+        module = traced.module
+        output = next(n for n in module.graph.nodes if n.op == "output")
+        output.args = ((output.args[0], *feeds),)
+        module.recompile()
+    return Network(specs, augment, tuple(in_shape), layers[-1].weight.shape[0], module)
 
 
 @contextmanager
@@ -259,5 +288,5 @@ def input_shape(model: nn.Module, in_shape: tuple[int, ...] | None) -> tuple[int
         return tuple(in_shape)
     arch = getattr(model, "arch", None)
     if arch is None:
-        raise ValueError("the input shape is unknown: pass train_x (or in_shape=(c, n, n))")
+        raise InputError("the input shape is unknown: pass train_x (or in_shape=(c, n, n))")
     return tuple(arch.in_shape)

@@ -21,13 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from normbounds import checkpoints
 from normbounds.config import Config, Entry
 from normbounds.data import Split
 from normbounds.errors import TrainingError
 from normbounds.io import write_dir, write_json, write_text
-from normbounds.models import Arch, ConvNet
+from normbounds.models import Arch, build, factory_file, load_factory
+from normbounds.network import read_network
 from normbounds.reproducibility import kernels_label
 from normbounds.runtime import progress, say
 
@@ -53,14 +55,18 @@ def file_digest(*paths: Path) -> str:
 def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     """Everything that changes a run's numbers; a checkpoint is resumed only on a match.
 
-    The source of this module and of models.py is included because a persisted
-    checkpoint folder outlives code changes that DVC reruns the stage for.
+    The source of this module, of models.py and of a custom factory's module is
+    included because a persisted checkpoint folder outlives code changes.
     """
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
+    code = [Path(__file__), Path(__file__).with_name("models.py")]
+    if cfg.model.factory is not None:  # a custom network: its module's source too
+        load_factory(cfg.model.factory)
+        code += [p for p in [factory_file(cfg.model.factory)] if p is not None]
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": cfg.to_dict()["train"],
            "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers
-           "code": file_digest(Path(__file__), Path(__file__).with_name("models.py"))}
+           "code": file_digest(*code)}
     return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
 
 
@@ -159,7 +165,7 @@ def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | 
     return state
 
 
-def run_epoch(model: ConvNet, opt: torch.optim.Optimizer, data: Split, batch_size: int,
+def run_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Split, batch_size: int,
                loss: Callable, gen: torch.Generator, desc: str) -> float:
     """One pass over the shuffled train set; returns the mean train loss."""
     m = len(data)
@@ -189,7 +195,8 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
     torch.manual_seed(entry.seed)
     np.random.seed(entry.seed)
     random.seed(entry.seed)
-    model = ConvNet(arch).to(data.x.device)
+    model = build(arch).to(data.x.device)
+    read_network(model, arch.in_shape)  # an unsupported network is refused before training
     opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                           weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(tc.milestones), gamma=tc.lr_factor)

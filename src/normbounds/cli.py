@@ -1,0 +1,160 @@
+"""`normbounds bounds MODEL --data DATA`: every bound of docs/bounds.md for any model.
+
+MODEL is a checkpoint of this project, a TorchScript file, or a factory
+`package.module:function` with `--weights state_dict.pt`. DATA is a data set of
+this project (its prepared training split), an image folder (torchvision's
+ImageFolder: one sub-folder per class, or train/ holding them), or a .pt file of
+tensors x (N, c, n, n) and y (N,). Images are scaled to [0, 1]; float tensors
+are used as they are, so pass the inputs exactly as the model saw them in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import warnings
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from normbounds import bounds, checkpoints
+from normbounds.config import BaseConfig, BoundConfig, DataConfig
+from normbounds.data import prepare, preprocess
+from normbounds.datasets import DATASETS, Split, _image_folder
+from normbounds.errors import InputError
+from normbounds.evaluate import margin_errors
+from normbounds.io import load_torch, write_json, write_text
+from normbounds.models import load_factory
+from normbounds.network import eval_mode, read_network
+from normbounds.runtime import progress, run_stage, setup_torch
+
+
+def read_data(spec: str, root: str) -> Split:
+    """DATA -> the training inputs (float32, as the model reads them) and labels."""
+    path = Path(spec)
+    if spec in DATASETS and not path.exists():
+        train, _, _ = prepare(DataConfig(dataset=spec, root=root))
+        return train
+    if path.is_dir():
+        split, _ = _image_folder(path / "train" if (path / "train").is_dir() else path)
+    elif path.is_file():
+        blob = load_torch(path)
+        if not isinstance(blob, dict) or not {"x", "y"} <= set(blob):
+            raise InputError(f"{path}: expected a dict with tensors x (N, c, n, n) and y (N,)")
+        split = Split(blob["x"], blob["y"].long())
+    else:
+        raise InputError(f"--data {spec!r}: not a data set name ({', '.join(DATASETS)}), a"
+                         " folder or a file")
+    return Split(preprocess(split.x, DataConfig()), split.y)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
+               width: int | None) -> nn.Module:
+    """MODEL -> a module in eval mode (see the module docstring for the three forms)."""
+    path = Path(spec)
+    if not path.exists() and ":" in spec:
+        fn = load_factory(spec, "MODEL")
+        given = {"in_shape": tuple(data.x.shape[1:]), "num_classes": int(data.y.max()) + 1,
+                 "depth": depth, "width": width}
+        wanted = inspect.signature(fn).parameters
+        model = fn(**{k: v for k, v in given.items() if k in wanted})
+        if weights is not None:
+            state = load_torch(Path(weights))
+            try:
+                model.load_state_dict(state.get("model", state) if isinstance(state, dict)
+                                      else state)
+            except (RuntimeError, TypeError, AttributeError) as err:
+                first = str(err).strip().splitlines()[0]
+                raise InputError(f"--weights {weights}: does not fit {spec} ({first})") from None
+        return model.eval()
+    if not path.is_file():
+        raise InputError(f"MODEL {spec!r}: no such file, and not a package.module:function")
+    if _is_torchscript(path):
+        with warnings.catch_warnings():  # torch.jit is deprecated, and still what users save
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    model, _ = checkpoints.load(path)
+    return model
+
+
+@torch.inference_mode()
+def margin_error(network, data: Split, gamma: float, batch: int) -> tuple[float, float]:
+    """(train error, margin error at gamma) of the model on the data."""
+    wrong = margin = 0
+    with eval_mode(network.module):
+        for start in progress(range(0, len(data), batch), desc="errors", unit="batch"):
+            logits, _ = network.forward_with_inputs(data.x[start:start + batch])
+            y = data.y[start:start + batch]
+            wrong += int(margin_errors(logits, y, 0.0).sum())
+            margin += int(margin_errors(logits, y, gamma).sum())
+    return wrong / len(data), margin / len(data)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="normbounds", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("bounds", help="every bound and ingredient for a model",
+                         description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("model", metavar="MODEL", help="checkpoint, TorchScript file, or"
+                     " package.module:function (with --weights)")
+    cmd.add_argument("--data", required=True, metavar="DATA",
+                     help="data set name, image folder, or .pt file of x and y")
+    cmd.add_argument("--root", default="data/raw", help="where torchvision data sets live")
+    cmd.add_argument("--weights", help="a state_dict file for a factory MODEL")
+    cmd.add_argument("--depth", type=int, help="passed to a factory that takes it")
+    cmd.add_argument("--width", type=int, help="passed to a factory that takes it")
+    defaults = BoundConfig()
+    cmd.add_argument("--gamma", type=float, default=defaults.gamma, help="the margin")
+    cmd.add_argument("--delta", type=float, default=defaults.delta, help="the confidence")
+    cmd.add_argument("--lipschitz", default=defaults.lipschitz,
+                     choices=["certified", "estimate", "reshaped"])
+    cmd.add_argument("--batch-size", type=int, default=defaults.eval_batch_size)
+    cmd.add_argument("--threads", type=int, default=BaseConfig().threads)
+    cmd.add_argument("--out", help="also write every value to this .json or .csv file")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
+    if args.out is not None and Path(args.out).suffix not in (".json", ".csv"):
+        raise InputError(f"--out {args.out}: must end in .json or .csv")
+    params = BoundConfig(gamma=args.gamma, delta=args.delta, lipschitz=args.lipschitz,
+                         eval_batch_size=args.batch_size)
+    params.check()
+    setup_torch(BaseConfig(device="cpu", threads=args.threads))
+    data = read_data(args.data, args.root)
+    model = read_model(args.model, args.weights, data, args.depth, args.width)
+    network = read_network(model, tuple(data.x.shape[1:]))
+    x = data.x.to(torch.float64 if isinstance(model, torch.jit.ScriptModule) else
+                  next(model.parameters()).dtype)
+    error, margin = margin_error(network, Split(x, data.y), args.gamma, args.batch_size)
+    row = {"train_error": error, "margin_error": margin,
+           **bounds.compute(model, x, params=params, network=network)}
+    row["certificate"] = margin + row["ours"]
+    print(pd.Series(row, name="value").to_frame().to_markdown(floatfmt=".6g"))
+    if args.out is not None:
+        out = Path(args.out)
+        if out.suffix == ".json":  # JSON has no inf or nan: null, as in metrics/
+            write_json({k: v if not isinstance(v, float) or math.isfinite(v) else None
+                        for k, v in row.items()}, out)
+        else:
+            write_text(pd.DataFrame([row]).to_csv(index=False, float_format="%.10g"), out)
+    return row
+
+
+def main() -> None:
+    run_stage(run)

@@ -1,0 +1,140 @@
+"""A TorchScript model -> the same chain of `graph.Op`s that torch.fx gives for a module.
+
+torch.fx cannot trace a loaded ScriptModule, so its frozen graph
+(`torch.jit.freeze`, which also folds batch norm into the conv before it) is
+read instead: weights are constants there, and every aten call on the data
+path is looked up in `ATEN`. Shapes follow from the input shape by the same
+size formulas the ops use. Anything else is refused, all at once, as in graph.py.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from normbounds.errors import UnsupportedLayerError
+from normbounds.graph import Op, Refused, _avg_pool, _pair, _pool_weight, _reshape
+
+
+def _const(value: torch.Value):
+    """The constant behind a graph value (frozen weights, ints, lists, None)."""
+    return value.toIValue()
+
+
+def _conv_op(args: list, shape, where: str) -> Op:
+    weight, bias, stride, padding, dilation = (_const(a) for a in args[1:6])
+    groups = _const(args[8] if len(args) > 9 else args[6])  # _convolution vs conv2d
+    if len(args) > 9 and _const(args[6]):
+        raise Refused("a transposed convolution")
+    if groups != 1 or _pair(dilation, "dilation") != 1:
+        raise Refused("grouped or dilated convolution")
+    if isinstance(padding, str):
+        raise Refused(f"padding {padding!r} (export with numeric padding)")
+    k, s, p = weight.shape[-1], _pair(stride, "stride"), _pair(padding, "padding")
+    side = (shape[1] + 2 * p - k) // s + 1
+    out = (weight.shape[0], side, side)
+    f64 = None if bias is None else bias.double()
+    return Op("conv", where, shape, out, weight.double(), f64, s, p)
+
+
+def _linear_op(args: list, shape, where: str) -> Op:
+    weight, bias = _const(args[1]), _const(args[2])
+    out = (*shape[:-1], weight.shape[0])
+    return Op("dense", where, shape, out, weight.double(), None if bias is None else bias.double())
+
+
+def _pool_op(args: list, shape, where: str) -> Op:
+    kernel, stride, padding, ceil = (_const(a) for a in args[1:5])
+    divisor = _const(args[6]) if len(args) > 6 else None
+    op = _avg_pool(kernel, stride or kernel, padding, ceil, divisor, shape, shape, where)
+    side = (shape[1] - op.weight.shape[-1]) // op.stride + 1
+    return Op("conv", where, shape, (shape[0], side, side), op.weight, None, op.stride)
+
+
+def _adaptive_op(args: list, shape, where: str) -> Op:
+    size = _pair(_const(args[1]), "output size")
+    if shape[1] % size:
+        raise Refused(f"adaptive pooling from side {shape[1]} to {size} (must divide)")
+    k = shape[1] // size
+    return Op("conv", where, shape, (shape[0], size, size), _pool_weight(shape[0], k), None, k)
+
+
+def _batch_norm_op(args: list, shape, where: str) -> Op:
+    weight, bias, mean, var, training, _, eps = (_const(a) for a in args[1:8])
+    if training or mean is None:
+        raise Refused("batch norm in training mode")
+    scale = (weight.double() if weight is not None else 1.0) / torch.sqrt(var.double() + eps)
+    shift = -mean.double() * scale + (bias.double() if bias is not None else 0.0)
+    if len(shape) == 3:
+        return Op("conv", where, shape, shape, torch.diag(scale)[:, :, None, None], shift)
+    return Op("dense", where, shape, shape, torch.diag(scale), shift)
+
+
+def _flatten_op(args: list, shape, where: str) -> Op | None:
+    start, end = _const(args[1]), _const(args[2])
+    if start != 1 or end not in (-1, len(shape)):
+        raise Refused(f"flatten of dimensions {start}..{end} (only of all but the batch)")
+    return _reshape(shape, (int(torch.Size(shape).numel()),), where)
+
+
+def _dropout_op(args: list, shape, where: str) -> None:
+    if _const(args[2]):
+        raise Refused("dropout in training mode")
+    return None
+
+
+_SKIP = "a residual or skip connection"
+ATEN: dict[str, Callable | str] = {
+    "aten::conv2d": _conv_op, "aten::_convolution": _conv_op, "aten::linear": _linear_op,
+    "aten::avg_pool2d": _pool_op, "aten::adaptive_avg_pool2d": _adaptive_op,
+    "aten::batch_norm": _batch_norm_op, "aten::flatten": _flatten_op,
+    "aten::relu": lambda a, s, w: Op("relu", w, s, s),
+    "aten::relu_": lambda a, s, w: Op("relu", w, s, s),
+    "aten::dropout": _dropout_op, "aten::contiguous": lambda a, s, w: None,
+    "aten::max_pool2d": "max pooling", "aten::adaptive_max_pool2d": "max pooling",
+    "aten::add": _SKIP, "aten::add_": _SKIP, "aten::cat": "a concatenation of branches",
+}
+
+
+def trace_script(module: torch.jit.ScriptModule, in_shape: tuple[int, ...]) -> list[Op]:
+    """The ops on the data path of a TorchScript model, in order (one error for all
+    that are not covered)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still read
+        frozen = torch.jit.freeze(module.eval())
+    graph = frozen.graph
+    data = {list(graph.inputs())[1]}
+    shapes = {list(graph.inputs())[1]: tuple(in_shape)}
+    ops, problems = [], []
+    for node in graph.nodes():
+        inputs = list(node.inputs())
+        feeds = [v for v in inputs if v in data]
+        if not feeds:
+            continue
+        where = f"{node.kind()} ({node.sourceRange().splitlines()[0].strip() or 'script'})"
+        for value in node.outputs():
+            data.add(value)
+        rule = ATEN.get(node.kind())
+        try:
+            if rule is None or isinstance(rule, str):
+                raise Refused(rule or "not covered")
+            if len(feeds) > 1:
+                raise Refused(f"combines {len(feeds)} tensors (a residual or skip connection)")
+            op = rule(inputs, shapes[feeds[0]], where)
+        except Refused as why:
+            problems.append(f"{where}: {why}")
+            continue
+        shapes[node.output()] = op.out_shape if op is not None else shapes[feeds[0]]
+        if op is not None:
+            ops.append(op)
+    for value in data:
+        if len([u for u in value.uses() if u.user.kind() != "prim::Return"]) > 1:
+            problems.append(f"{value.debugName()}: its value feeds several operations (a skip"
+                            " connection)")
+    if problems:
+        raise UnsupportedLayerError("the TorchScript model is not covered by the bounds"
+                                    " (docs/bounds.md, \"Networks beyond CONV-L-H\"): "
+                                    + "; ".join(dict.fromkeys(problems)))
+    return ops

@@ -1,0 +1,96 @@
+"""The `normbounds` command: a user's saved model and an ImageFolder give the API's numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from normbounds import bounds, cli
+
+USER_MODULE = '''
+from torch import nn
+
+
+def build(in_shape, num_classes):
+    """Two padded, biased conv layers and a biased head, in float64."""
+    c, n, _ = in_shape
+    return nn.Sequential(nn.Conv2d(c, 4, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(4, 4, 2), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * (n - 1) ** 2, num_classes)).double()
+'''
+
+
+@pytest.fixture
+def user_files(tmp_path, monkeypatch):
+    """usermodel.py, its weights, and an ImageFolder of 8x8 grayscale PNGs (3 classes)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "usermodel.py").write_text(USER_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    from usermodel import build  # noqa: PLC0415 (written just above)
+
+    torch.manual_seed(0)
+    model = build((1, 8, 8), 3)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    rng = np.random.default_rng(0)
+    pixels = []
+    for label in range(3):
+        (tmp_path / "images" / f"class{label}").mkdir(parents=True)
+        for i in range(5):
+            arr = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
+            Image.fromarray(arr, mode="L").save(tmp_path / "images" / f"class{label}" / f"{i}.png")
+            pixels.append(arr)
+    # as the CLI reads them: [0, 1] in float32 (the pipeline's tensors), then the model's dtype
+    x = (torch.from_numpy(np.stack(pixels)).unsqueeze(1).float() / 255).double()
+    yield model.eval(), x
+    sys.path.remove(str(tmp_path))
+    sys.modules.pop("usermodel", None)
+
+
+def _numbers(row: dict) -> dict:
+    return {k: v for k, v in row.items() if isinstance(v, (int, float))}
+
+
+def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, tmp_path):
+    model, x = user_files
+    api = bounds.compute(model, x)
+    row = cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data", "images",
+                   "--out", "out.json"])
+    for key, value in _numbers(api).items():
+        assert row[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+    saved = json.loads((tmp_path / "out.json").read_text())
+    assert saved["ours"] == row["ours"] and saved["certificate"] == row["certificate"]
+    assert row["certificate"] == row["margin_error"] + row["ours"]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script and save
+def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path):
+    model, x = user_files
+    torch.jit.save(torch.jit.script(model), tmp_path / "model.ts")
+    torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
+    row = cli.run(["bounds", "model.ts", "--data", "data.pt", "--out", "out.csv"])
+    api = bounds.compute(model, x)
+    for key in ("ours", "golowich", "long_sedghi", "graf", "ledent", "data_p", "b_l1"):
+        assert row[key] == pytest.approx(api[key], rel=1e-12), key
+    assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith("train_error,")
+
+
+def test_console_script_errors_are_one_line(user_files, tmp_path):
+    script = Path(sys.executable).with_name("normbounds")
+    assert "MODEL" in subprocess.run([script, "bounds", "--help"], capture_output=True,
+                                     text=True, check=True).stdout
+    run = subprocess.run([script, "bounds", "nosuch.models:build", "--data", "images"],
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "error: MODEL = 'nosuch.models:build': module 'nosuch.models' does not import"
+        " (ModuleNotFoundError: No module named 'nosuch')"]
+    run = subprocess.run([script, "bounds", "usermodel:build", "--data", "images", "--out",
+                          "o.txt"], capture_output=True, text=True)
+    assert run.stderr.strip() == "error: --out o.txt: must end in .json or .csv"

@@ -140,3 +140,49 @@ def test_svhn_format_files_with_extra_through_torchvision(tmp_path, monkeypatch)
     assert train.y.tolist() == [1, 2, 3, 4, 5, 6, 1, 2]
     with pytest.raises(DatasetError, match="data.svhn_extra = 9 exceeds the 5 images"):
         load_splits(DataConfig(dataset="svhn", root=str(tmp_path), svhn_extra=9))
+
+
+def _png_folder(root, classes: int, per_class: int, size: int = 6, mode: str = "L") -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label in range(classes):
+        (root / f"c{label}").mkdir(parents=True)
+        for i in range(per_class):
+            shape = (size, size) if mode == "L" else (size, size, 3)
+            arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
+            Image.fromarray(arr, mode=mode).save(root / f"c{label}" / f"{i}.png")
+
+
+def test_folder_dataset_with_train_and_test_subfolders(tmp_path):
+    _png_folder(tmp_path / "train", 3, 4, mode="RGB")
+    _png_folder(tmp_path / "test", 3, 2, mode="RGB")
+    train, test, stats = prepare(DataConfig(dataset="folder", root=str(tmp_path)))
+    assert train.x.shape == (12, 3, 6, 6) and test.x.shape == (6, 3, 6, 6)
+    assert stats["num_classes"] == 3 and stats["input_shape"] == [3, 6, 6]
+    assert torch.bincount(train.y).tolist() == [4, 4, 4]
+    assert 0.0 <= float(train.x.min()) and float(train.x.max()) <= 1.0
+
+
+def test_folder_dataset_holds_out_test_size_and_checks_sizes(tmp_path):
+    _png_folder(tmp_path / "all", 2, 5)
+    train, test, stats = prepare(DataConfig(dataset="folder", root=str(tmp_path / "all"),
+                                            test_size=4))
+    assert (len(train), len(test)) == (6, 4) and stats["input_shape"] == [1, 6, 6]
+    from PIL import Image
+
+    Image.fromarray(np.zeros((5, 6), dtype=np.uint8)).save(tmp_path / "all" / "c1" / "odd.png")
+    with pytest.raises(DatasetError, match=r"odd.png: shape \(1, 5, 6\) .* differs"):
+        prepare(DataConfig(dataset="folder", root=str(tmp_path / "all"), test_size=4))
+
+
+def test_tensors_dataset_keeps_float_inputs_and_validates(tmp_path):
+    x = torch.rand(10, 2, 5, 5) * 3 - 1  # float: used as they are
+    torch.save({"x": x, "y": torch.arange(10) % 2, "x_test": x[:3],
+                "y_test": torch.tensor([0, 1, 1])}, tmp_path / "xy.pt")
+    train, test, stats = prepare(DataConfig(dataset="tensors", root=str(tmp_path / "xy.pt")))
+    assert torch.equal(train.x, x) and torch.equal(test.x, x[:3])
+    assert stats["num_classes"] == 2 and stats["input_shape"] == [2, 5, 5]
+    torch.save({"x": x, "y": torch.full((9,), 1)}, tmp_path / "bad.pt")
+    with pytest.raises(DatasetError, match="bad.pt: x must be .* and y .* integer labels"):
+        prepare(DataConfig(dataset="tensors", root=str(tmp_path / "bad.pt")))

@@ -49,7 +49,7 @@ class DataConfig:
     root: str = "data/raw"  # torchvision's folder, the ImageFolder, or the tensors' .pt file
     download: bool = False
     seed: int = 0  # seeds the mnist5k train/test split and the train_size subset
-    test_size: int = 1000  # mnist5k only: digits held out for testing (of 5,000)
+    test_size: int = 1000  # mnist5k, folder, tensors: samples held out for testing
     train_size: int | None = None  # seeded class-stratified subset of the train set
     svhn_extra: int = 0  # svhn only: add the first N images of the `extra` split
     label_noise: float = 0.0  # fraction of train labels replaced by seeded wrong labels

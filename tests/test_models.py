@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from normbounds.config import ConfigError
 from normbounds.models import Arch, ConvNet
@@ -27,11 +28,19 @@ def test_shapes_and_sizes(in_shape, depth, kernel, stride, sides):
     x = torch.randn(7, *in_shape)
     assert net(x).shape == (7, 10)
     network = read_network(net, in_shape)
-    logits, inputs = network.forward_with_inputs(x)
-    assert torch.equal(logits, net(x))
-    assert [tuple(t.shape[1:]) for t in inputs[:-1]] == (
-        [in_shape] + [(width, n, n) for n in sides[1:-1]])
-    assert inputs[-1].shape == (7, width * sides[-1] ** 2)
+    with torch.no_grad():
+        logits, patch_sq = network.forward_with_patch_norms(x)
+        assert torch.equal(logits, net(x))
+        # b_1^2: the largest k x k window sum of squared pixels; b_D^2: the largest squared
+        # norm of the head's input (the last feature map, flattened)
+        windows = F.conv2d(x.pow(2).sum(1, keepdim=True), torch.ones(1, 1, kernel, kernel),
+                           stride=stride)
+        assert patch_sq[0] == windows.max()
+        h = x
+        for conv in net.convs:
+            h = torch.relu(conv(h))
+        assert patch_sq[-1] == h.flatten(1).pow(2).sum(1).max()
+    assert len(patch_sq) == depth + 1 and all(t.dim() == 0 for t in patch_sq)
     specs = network.specs
     assert not network.augmented and [s.kind for s in specs] == ["conv"] * depth + ["head"]
     assert [tuple(s.weight.shape) for s in specs[:-1]] == (

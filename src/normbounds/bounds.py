@@ -21,7 +21,6 @@ from normbounds.layers import (
     filter_norm_sum,
     frobenius,
     l21,
-    max_patch_norm_sq,
     toeplitz_log_factor,
 )
 from normbounds.lipschitz import (
@@ -102,9 +101,8 @@ def measure_patch_norms(network: Network, x: torch.Tensor, batch_size: int) -> l
     with eval_mode(network.module):
         for start in progress(range(0, len(x), batch_size), desc="patch norms", unit="batch",
                               leave=False):
-            _, inputs = network.forward_with_inputs(x[start:start + batch_size])
-            for i, (spec, inp) in enumerate(zip(network.specs, inputs, strict=True)):
-                best[i] = max(best[i], max_patch_norm_sq(inp, spec).item())
+            _, patch_sq = network.forward_with_patch_norms(x[start:start + batch_size])
+            best = [max(b, sq.item()) for b, sq in zip(best, patch_sq, strict=True)]
     return [v ** 0.5 for v in best]
 
 

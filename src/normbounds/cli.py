@@ -95,7 +95,7 @@ def margin_error(network, data: Split, gamma: float, batch: int) -> tuple[float,
     wrong = margin = 0
     with eval_mode(network.module):
         for start in progress(range(0, len(data), batch), desc="errors", unit="batch"):
-            logits, _ = network.forward_with_inputs(data.x[start:start + batch])
+            logits, _ = network.forward_with_patch_norms(data.x[start:start + batch])
             y = data.y[start:start + batch]
             wrong += int(margin_errors(logits, y, 0.0).sum())
             margin += int(margin_errors(logits, y, gamma).sum())

@@ -26,7 +26,6 @@ from normbounds.data import Split
 from normbounds.errors import ArtifactError
 from normbounds.formulas import HEADLINE
 from normbounds.io import write_json, write_text
-from normbounds.layers import max_patch_norm_sq
 from normbounds.network import Network, eval_mode, read_network
 from normbounds.runtime import progress
 from normbounds.train import loss_fn
@@ -52,22 +51,21 @@ class PassResult:
 def data_pass(network: Network, data: Split, loss_name: str, gamma: float, batch_size: int,
               patches: bool = False) -> PassResult:
     """Error, mean loss and margin error over `data`; with `patches`, also b_l per layer."""
-    specs = network.specs if patches else []
     loss = loss_fn(loss_name, network.num_classes)
     n_err = n_margin = 0
     loss_sum = 0.0
-    best = [torch.zeros((), device=data.x.device) for _ in specs]
+    best = [torch.zeros((), device=data.x.device) for _ in network.specs]
     for start in range(0, len(data), batch_size):
         x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
         with parametrize.cached():  # the weight-norm weights once per batch, not per use
-            logits, inputs = network.forward_with_inputs(x)  # (B, C), every layer's input
+            logits, patch_sq = network.forward_with_patch_norms(x)  # (B, C), b_l^2 per layer
         n_err += margin_errors(logits, y, 0.0).sum().item()
         n_margin += margin_errors(logits, y, gamma).sum().item()
         loss_sum += loss(logits.double(), y).item() * len(y)
-        for i, (spec, inp) in enumerate(zip(specs, inputs, strict=bool(specs))):
-            best[i] = torch.maximum(best[i], max_patch_norm_sq(inp, spec))
+        best = [torch.maximum(b, sq) for b, sq in zip(best, patch_sq, strict=True)]
     m = len(data)
-    return PassResult(n_err / m, loss_sum / m, n_margin / m, [b.item() ** 0.5 for b in best])
+    norms = [b.item() ** 0.5 for b in best] if patches else []
+    return PassResult(n_err / m, loss_sum / m, n_margin / m, norms)
 
 
 def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,

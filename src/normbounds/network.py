@@ -21,7 +21,7 @@ from torch import fx, nn
 
 from normbounds.errors import InputError, UnsupportedLayerError
 from normbounds.graph import Op, Traced, trace
-from normbounds.layers import LayerSpec
+from normbounds.layers import LayerSpec, max_patch_norm_sq
 from normbounds.lipschitz import conv_adjoint
 from normbounds.torchscript import trace_script
 
@@ -187,31 +187,47 @@ def _spec(index: int, layer: Layer, kind: str, augment: bool) -> LayerSpec:
     return LayerSpec(index, kind, w, (w.shape[1],), map_side=side)
 
 
+def layer_input(inp: torch.Tensor, spec: LayerSpec, augmented: bool) -> torch.Tensor:
+    """What layer `spec` reads: conv (B, c, n, n), dense (B, d) flattened, with the constant
+    channel appended when augmented (conv: one channel of ones; dense: n^2 or 1 ones)."""
+    if spec.kind != "conv":
+        inp = inp.flatten(1)
+    if augmented:
+        size = (1, *inp.shape[2:]) if spec.kind == "conv" else (spec.n_inputs - inp.shape[1],)
+        inp = torch.cat([inp, inp.new_ones(inp.shape[0], *size)], dim=1)
+    return inp
+
+
+class PatchNorm(nn.Module):
+    """Ledent's b_l^2 over a batch: the largest squared norm of an input patch of one
+    layer (0-dim). Put into the traced graph right where the layer's input is made,
+    so each input is reduced and freed in turn instead of all of them kept at once."""
+
+    def __init__(self, spec: LayerSpec, augmented: bool) -> None:
+        super().__init__()
+        self.spec, self.augmented = spec, augmented
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return max_patch_norm_sq(layer_input(inp, self.spec, self.augmented), self.spec)
+
+
 @dataclass
 class Network:
     """A model as the bounds read it: `specs` (bias-free, augmented when the model has a
-    bias), and its forward pass returning the logits and every layer's input."""
+    bias), and its forward pass returning the logits and every layer's b_l^2."""
 
     specs: list[LayerSpec]
     augmented: bool
     in_shape: tuple[int, ...]
     num_classes: int
-    module: nn.Module  # returns (logits, *each layer's input)
+    module: nn.Module  # x -> (logits, *each layer's largest squared patch norm)
 
-    def forward_with_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits (B, C) and each layer's input: conv (B, c, n, n), dense (B, d), with the
-        constant channel appended when augmented."""
-        logits, *inputs = self.module(x)
-        out = []
-        for spec, inp in zip(self.specs, inputs, strict=True):
-            if spec.kind != "conv":
-                inp = inp.flatten(1)
-            if self.augmented:  # conv: one channel of ones; dense: n^2 (a map) or 1 ones
-                size = (1, *inp.shape[2:]) if spec.kind == "conv" else (
-                    spec.n_inputs - inp.shape[1],)
-                inp = torch.cat([inp, inp.new_ones(inp.shape[0], *size)], dim=1)
-            out.append(inp)
-        return logits, out
+    def forward_with_patch_norms(self, x: torch.Tensor) -> tuple[torch.Tensor,
+                                                                  list[torch.Tensor]]:
+        """Logits (B, C) and, per layer, the largest squared norm of an (augmented,
+        zero-padded) input patch over the batch (0-dim tensors)."""
+        logits, *patch_sq = self.module(x)
+        return logits, patch_sq
 
     def data_stats(self, stats: dict) -> dict:
         """P, S, X of the inputs the (augmented) network reads: a constant channel adds m
@@ -225,16 +241,16 @@ class Network:
 
 class _Canonical(nn.Module):
     """The composed layers run in float64: the forward pass of a TorchScript model, whose
-    intermediate values cannot be read. Returns (logits, *each layer's input)."""
+    intermediate values cannot be read. Returns (logits, *each layer's b_l^2)."""
 
-    def __init__(self, layers: list[Layer]) -> None:
+    def __init__(self, layers: list[Layer], patches: list[PatchNorm]) -> None:
         super().__init__()
-        self.layers = layers
+        self.layers, self.patches = layers, nn.ModuleList(patches)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h, inputs = x.double(), []
         for i, la in enumerate(self.layers):
-            inputs.append(h)
+            inputs.append(self.patches[i](h))
             h = (F.conv2d(h, la.weight, la.bias, la.stride, la.padding) if la.kind == "conv"
                  else F.linear(h.flatten(1), la.weight, la.bias))
             h = torch.relu(h) if i < len(self.layers) - 1 else h
@@ -255,12 +271,19 @@ def read_network(model: nn.Module, in_shape: tuple[int, ...]) -> Network:
     kinds = ["conv" if la.kind == "conv" else "fc" for la in layers[:-1]] + ["head"]
     specs = [_spec(i, la, kind, augment)
              for i, (la, kind) in enumerate(zip(layers, kinds, strict=True), start=1)]
+    patches = [PatchNorm(spec, augment) for spec in specs]
     if script:
-        module = _Canonical(layers)
-    else:
+        module = _Canonical(layers, patches)
+    else:  # each layer's input -> its b_l^2 in the graph; the graph returns those and the logits
         module = traced.module
-        output = next(n for n in module.graph.nodes if n.op == "output")
-        output.args = ((output.args[0], *feeds),)
+        graph = module.graph
+        output = next(n for n in graph.nodes if n.op == "output")
+        reduced = []
+        for i, (feed, patch) in enumerate(zip(feeds, patches, strict=True), start=1):
+            module.add_submodule(f"patch_norm_{i}", patch)
+            with graph.inserting_after(feed):
+                reduced.append(graph.call_module(f"patch_norm_{i}", (feed,)))
+        output.args = ((output.args[0], *reduced),)
         module.recompile()
     return Network(specs, augment, tuple(in_shape), layers[-1].weight.shape[0], module)
 

@@ -107,3 +107,53 @@ def test_history_files(tmp_path):
     assert json.loads((live / "metrics.json").read_text()) == {"train_loss": 0.25, "step": 2}
     assert sorted(p.name for p in (live / "plots" / "metrics").iterdir()) == ["train_loss.tsv"]
     assert sorted(p.name for p in live.parent.iterdir()) == ["2-3-0"]  # nothing left aside
+
+
+def _fake_code(monkeypatch, source):
+    """The fingerprint's code files, with train.py replaced by `source` (a file)."""
+    from normbounds import train
+
+    real = train.code_files
+    monkeypatch.setattr(train, "code_files", lambda cfg: {**real(cfg), "train.py": source})
+
+
+def test_a_code_change_keeps_the_old_run_aside_and_names_the_file(tmp_path, monkeypatch):
+    source = tmp_path / "train_source.py"
+    source.write_text("# version 1\n")
+    _fake_code(monkeypatch, source)
+    folder = tmp_path / "run"
+    _run(_cfg(), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    source.write_text("# version 2\n")
+    messages = []
+    _run(_cfg(), folder, messages)
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith(".run.code-")]
+    assert len(aside) == 1  # the old run, byte for byte
+    assert {p.name: p.read_bytes() for p in aside[0].iterdir()} == before
+    assert any(f"was trained by other code (train.py changed): kept in {aside[0]}" in m
+               for m in messages)
+    assert [e for e, _ in checkpoints.list_epochs(folder)] == [0, 1, 2, 3]  # trained afresh
+
+
+def test_a_code_change_declared_harmless_resumes_the_run(tmp_path, monkeypatch):
+    source = tmp_path / "train_source.py"
+    source.write_text("# version 1\n")
+    _fake_code(monkeypatch, source)
+    folder = tmp_path / "run"
+    history = _run(_cfg(), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    source.write_text("# version 2: a comment, no number changes\n")
+    monkeypatch.setenv("NORMBOUNDS_HARMLESS_CODE_CHANGE", "1")
+    messages = []
+    assert _run(_cfg(), folder, messages) == history  # nothing trained again
+    assert any("the code changed (train.py); NORMBOUNDS_HARMLESS_CODE_CHANGE=1 declares it"
+               " harmless: resuming from epoch 3" in m for m in messages)
+    after = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert {k: v for k, v in after.items() if k != "epoch_0003.pt"} == {
+        k: v for k, v in before.items() if k != "epoch_0003.pt"}
+    assert not any(p.name.startswith(".run.") for p in tmp_path.iterdir())
+    monkeypatch.delenv("NORMBOUNDS_HARMLESS_CODE_CHANGE")
+    messages.clear()
+    _run(_cfg(), folder, messages)  # adopted for good: the newest checkpoint has the new code
+    assert messages == ["train@2-3-0: resuming from epoch 3 of 3"]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == after

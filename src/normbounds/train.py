@@ -52,21 +52,33 @@ def file_digest(*paths: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+# Set to 1 to declare that a code change alters no number: a run trained by the old code
+# is then resumed (and adopted) instead of kept aside and trained afresh. README, "Code changes".
+HARMLESS = "NORMBOUNDS_HARMLESS_CODE_CHANGE"
+
+
+def code_files(cfg: Config) -> dict[str, Path]:
+    """The source files whose digests are part of a run's fingerprint, by name."""
+    files = {"train.py": Path(__file__), "models.py": Path(__file__).with_name("models.py")}
+    if cfg.model.factory is not None:  # a custom network: its module's source too
+        load_factory(cfg.model.factory)
+        path = factory_file(cfg.model.factory)
+        if path is not None:
+            files[path.name] = path
+    return files
+
+
 def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     """Everything that changes a run's numbers; a checkpoint is resumed only on a match.
 
-    The source of this module, of models.py and of a custom factory's module is
-    included because a persisted checkpoint folder outlives code changes.
+    The digests of `code_files` are included because a persisted checkpoint folder
+    outlives code changes; by file, so a mismatch can say which file changed.
     """
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
-    code = [Path(__file__), Path(__file__).with_name("models.py")]
-    if cfg.model.factory is not None:  # a custom network: its module's source too
-        load_factory(cfg.model.factory)
-        code += [p for p in [factory_file(cfg.model.factory)] if p is not None]
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": cfg.to_dict()["train"],
            "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers
-           "code": file_digest(*code)}
+           "code": {name: file_digest(path) for name, path in code_files(cfg).items()}}
     return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
 
 
@@ -158,11 +170,41 @@ def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | 
     if not saved:
         return None
     state = checkpoints.load_state(saved[-1][1])  # intact zip, so an error here is a real one
-    if state["config"] != fp:
-        changes = "; ".join(_differences(state["config"], fp)[:5])
-        log(f"{folder} was trained with a different config ({changes}): starting fresh")
+    if state["config"] == fp:
+        return state
+    changes = _differences(state["config"], fp)
+    if not all(c.startswith("code") for c in changes):
+        log(f"{folder} was trained with a different config ({'; '.join(changes[:5])}):"
+            " starting fresh")
         return None
-    return state
+    files = ", ".join(_changed_files(state["config"]["code"], fp["code"]))
+    if os.environ.get(HARMLESS) == "1":  # adopted: the newest checkpoint takes the new code
+        log(f"{folder}: the code changed ({files}); {HARMLESS}=1 declares it harmless:"
+            f" resuming from epoch {state['epoch']}")
+        checkpoints.save({**state, "config": fp}, folder)
+        return {**state, "config": fp}
+    aside = keep_aside(folder, state["config"]["code"])
+    log(f"{folder} was trained by other code ({files} changed): kept in {aside}, training"
+        f" afresh. If the change alters no number, stop, put {aside.name} back as"
+        f" {folder.name} and run again with {HARMLESS}=1")
+    return None
+
+
+def _changed_files(old: Any, new: dict[str, str]) -> list[str]:
+    if not isinstance(old, dict):  # a checkpoint from before digests were kept by file
+        return sorted(new)
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+
+
+def keep_aside(folder: Path, old_code: Any) -> Path:
+    """Move a finished or partial run of other code next to its folder, in one rename,
+    instead of deleting it: `.<entry>.code-<digest>` (a hidden sibling, not a DVC output)."""
+    tag = hashlib.sha256(json.dumps(old_code, sort_keys=True).encode()).hexdigest()[:8]
+    aside = folder.with_name(f".{folder.name}.code-{tag}")
+    if aside.exists():  # the same old code kept before: the newer copy replaces it
+        shutil.rmtree(aside)
+    os.replace(folder, aside)
+    return aside
 
 
 def run_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Split, batch_size: int,

@@ -206,7 +206,9 @@ def test_a_full_disk_is_one_line_and_damages_nothing(repo, baseline, monkeypatch
     monkeypatch.setattr("normbounds.checkpoints.save_torch", full)
     code, err = _stage(repo, "train.py", monkeypatch, capsys, ENTRY)
     assert code == 1
-    _one_line(err, last.name, "no space left on the device")
+    # a finished run keeps no resume state: training starts again from epoch 0, whose
+    # resume state is the first file it writes
+    _one_line(err, "resume.pt", "no space left on the device")
     monkeypatch.undo()
     assert {k: v for k, v in tree_digest(repo).items() if k != str(CKPTS / last.name)} == {
         k: v for k, v in baseline.items() if k != str(CKPTS / last.name)}

@@ -70,9 +70,12 @@ def test_killed_training_resumes_bit_identical(repo: Path):
     # what a kill during a checkpoint write leaves: a partial temporary file
     (folder / ".epoch_0004.pt.k1ll3d.tmp").write_bytes(b"PK\x03\x04 half a checkpoint")
 
+    # the resume state is written before the checkpoint of its epoch, so it is at the last
+    # checkpoint, or one further when the kill fell between the two writes
+    resume = torch.load(folder / "resume.pt", weights_only=True)["epoch"]
+    assert resume in (int(saved[-1][6:10]), int(saved[-1][6:10]) + 1)
     out = dvc(repo, "repro").stdout
-    last = int(saved[-1][6:10])
-    assert f"train@{ENTRY}: resuming from epoch {last} of {EPOCHS}" in out
+    assert f"train@{ENTRY}: resuming from epoch {resume} of {EPOCHS}" in out
     assert not (folder / ".epoch_0004.pt.k1ll3d.tmp").exists()
     _assert_same_weights(_final_weights(repo), reference)
     _assert_clean(repo, before)  # checkpoints, results, metrics: byte for byte as before
@@ -87,11 +90,12 @@ def test_truncated_checkpoint_is_named_then_retrained(repo: Path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert "epoch_0005.pt: fails its CRC check" in proc.stderr and "truncated" in proc.stderr
-    # the train stage goes back to epoch 4 and writes epochs 5..8 again, identically
+    # a finished run keeps no resume state: the train stage trains again from the start
+    # (deterministic) and writes epochs 5..8 again, identically
     out = dvc(repo, "repro").stdout
     assert "epoch_0005.pt: fails its CRC check; the file is truncated or corrupt: it and the 3" \
            " later checkpoint(s) will be written again" in out
-    assert f"resuming from epoch 4 of {EPOCHS}" in out
+    assert "resume.pt: missing: training again from the start" in out
     _assert_clean(repo, before)
 
 
@@ -104,7 +108,8 @@ def test_non_finite_loss_stops_with_entry_and_epoch(repo: Path):
     # a different config is never resumed: the stage says what changed and starts fresh
     assert "different config (train.lr: 0.01 -> 1000000000000.0;" in proc.stdout
     folder = repo / "checkpoints" / ENTRY
-    assert [p.name for p in folder.iterdir()] == ["epoch_0000.pt"]  # the last good one stays
+    # the last good checkpoint stays, with the resume state of its epoch
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0000.pt", "resume.pt"]
     for name in ("results", "metrics", "logs", "plots", "reports"):  # older outputs stay
         assert {k: v for k, v in tree_digest(repo).items() if k.startswith(name)} == {
             k: v for k, v in before.items() if k.startswith(name)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -56,20 +55,76 @@ def test_checkpoints_round_trip(tmp_path):
     assert not torch.equal(first.head.weight, model.head.weight)  # training moved it
 
 
+class _Killed(Exception):
+    pass
+
+
+def _killed_after(epoch: int):
+    """A log that stops training right after the checkpoint of `epoch` is saved."""
+    def log(message: str) -> None:
+        if f"epoch {epoch}/" in message:
+            raise _Killed
+    return log
+
+
+def _bytes(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
 def test_resume_is_bit_identical(tmp_path):
     cfg = _cfg()
     _run(cfg, tmp_path / "full")
-    shutil.copytree(tmp_path / "full", tmp_path / "cut")
-    for epoch in (2, 3):  # as if killed during epoch 2
-        (tmp_path / "cut" / f"epoch_{epoch:04d}.pt").unlink()
+    with pytest.raises(_Killed):
+        train_entry(cfg, ENTRY, _data(), ARCH, tmp_path / "cut", "digest", log=_killed_after(1))
+    assert checkpoints.resume_path(tmp_path / "cut").is_file()  # an unfinished run keeps it
     messages: list[str] = []
     _run(cfg, tmp_path / "cut", messages)
-    assert any("resuming from epoch 1 of 3" in m for m in messages)
-    full = torch.load(tmp_path / "full" / "epoch_0003.pt", weights_only=True)
-    cut = torch.load(tmp_path / "cut" / "epoch_0003.pt", weights_only=True)
-    for key, value in full["model"].items():
-        assert torch.equal(value, cut["model"][key]), key
-    assert full["history"] == cut["history"]
+    assert messages[0] == "train@2-3-0: resuming from epoch 1 of 3"
+    assert _bytes(tmp_path / "cut") == _bytes(tmp_path / "full")  # file for file, no resume.pt
+    assert not checkpoints.resume_path(tmp_path / "full").exists()
+
+
+def test_a_kill_between_the_resume_state_and_its_checkpoint(tmp_path):
+    cfg = _cfg()
+    _run(cfg, tmp_path / "full")
+    with pytest.raises(_Killed):
+        train_entry(cfg, ENTRY, _data(), ARCH, tmp_path / "cut", "digest", log=_killed_after(2))
+    (tmp_path / "cut" / "epoch_0002.pt").unlink()  # resume.pt of epoch 2 was written first
+    messages: list[str] = []
+    _run(cfg, tmp_path / "cut", messages)
+    assert messages[0] == "train@2-3-0: resuming from epoch 2 of 3"
+    assert _bytes(tmp_path / "cut") == _bytes(tmp_path / "full")
+
+
+def test_a_damaged_checkpoint_of_a_finished_run_retrains_it_identically(tmp_path):
+    _run(_cfg(), tmp_path)
+    before = _bytes(tmp_path)
+    path = tmp_path / "epoch_0002.pt"
+    path.write_bytes(path.read_bytes()[:500])
+    messages: list[str] = []
+    _run(_cfg(), tmp_path, messages)
+    assert messages[0].endswith("epoch_0002.pt: fails its CRC check; the file is truncated or"
+                                " corrupt: it and the 1 later checkpoint(s) will be written"
+                                " again")
+    assert messages[1] == f"{tmp_path / 'resume.pt'}: missing: training again from the start"
+    assert _bytes(tmp_path) == before
+
+
+def test_a_checkpoint_holds_the_weights_and_little_else(tmp_path):
+    arch = Arch((1, 16, 16), 10, 2, 64)
+    train_entry(_cfg(epochs=2), ENTRY, _data_16(), arch, tmp_path, "digest", log=lambda _: None)
+    weights = sum(t.numel() * t.element_size() for t in
+                  torch.load(tmp_path / "epoch_0001.pt", weights_only=True)["model"].values())
+    for epoch in (0, 1, 2):
+        size = (tmp_path / f"epoch_{epoch:04d}.pt").stat().st_size
+        assert size <= 1.1 * weights, (epoch, size, weights)
+    state = torch.load(tmp_path / "epoch_0001.pt", weights_only=True)
+    assert set(state) == {"epoch", "arch", "config", "history", "model"}
+
+
+def _data_16(n: int = 40) -> Split:
+    gen = torch.Generator().manual_seed(0)
+    return Split(torch.rand(n, 1, 16, 16, generator=gen), torch.arange(n) % 10)
 
 
 def test_other_config_starts_fresh(tmp_path):

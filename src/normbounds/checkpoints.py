@@ -20,7 +20,10 @@ from normbounds.io import load_torch, save_torch
 from normbounds.models import Arch, build
 
 _NAME = re.compile(r"epoch_(\d{4,})\.pt")
-REQUIRED_KEYS = ("epoch", "arch", "config", "model", "optimizer", "scheduler", "history", "rng")
+# a checkpoint (what evaluation reads), and the rolling resume state of an unfinished run
+REQUIRED_KEYS = ("epoch", "arch", "config", "history", "model")
+RESUME_KEYS = (*REQUIRED_KEYS, "optimizer", "scheduler", "rng")
+RESUME_NAME = "resume.pt"
 
 
 def path_for(folder: Path, epoch: int) -> Path:
@@ -84,12 +87,40 @@ def expected_epochs(config: dict[str, Any]) -> list[int]:
 
 
 def save(state: dict[str, Any], folder: Path) -> Path:
+    """The slim checkpoint of `state` (its REQUIRED_KEYS only), atomically."""
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
     path = path_for(folder, state["epoch"])
-    save_torch(state, path)
+    save_torch({k: state[k] for k in REQUIRED_KEYS}, path)
     return path
+
+
+def resume_path(folder: Path) -> Path:
+    return Path(folder) / RESUME_NAME
+
+
+def save_resume(state: dict[str, Any], folder: Path) -> Path:
+    """The whole training state (RESUME_KEYS), atomically, over the previous one."""
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"resume state lacks {missing}")
+    save_torch({k: state[k] for k in RESUME_KEYS}, resume_path(folder))
+    return resume_path(folder)
+
+
+def load_resume(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the resume state, None), or (None, why it cannot be used)."""
+    path = resume_path(folder)
+    if not path.is_file():
+        return None, f"{path}: missing"
+    why = problem(path)
+    if why is not None:
+        return None, why
+    state = load_torch(path)
+    if any(k not in state for k in RESUME_KEYS):
+        return None, f"{path}: not a resume state (expected keys {', '.join(RESUME_KEYS)})"
+    return state, None
 
 
 def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from normbounds.io import write_dir, write_json, write_text
 from normbounds.models import Arch, build, factory_file, load_factory
 from normbounds.network import read_network
 from normbounds.reproducibility import kernels_label
+from normbounds.runs import remove_partial, resume_point
 from normbounds.runtime import progress, say
 
 
@@ -50,11 +49,6 @@ def file_digest(*paths: Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
-
-
-# Set to 1 to declare that a code change alters no number: a run trained by the old code
-# is then resumed (and adopted) instead of kept aside and trained afresh. README, "Code changes".
-HARMLESS = "NORMBOUNDS_HARMLESS_CODE_CHANGE"
 
 
 def code_files(cfg: Config) -> dict[str, Path]:
@@ -104,109 +98,6 @@ def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
-def remove_partial(folder: Path) -> None:
-    """Delete half-written checkpoints (io's temporary files) that a kill left behind."""
-    for tmp in Path(folder).glob(".epoch_*.tmp"):
-        tmp.unlink()
-
-
-def clear(folder: Path) -> None:
-    """Start the folder afresh, atomically: the old run is renamed aside in one step
-    (a kill or a failure leaves either the old run whole or an empty folder), then
-    deleted; leftovers of an interrupted delete go on the next start."""
-    folder = Path(folder)
-    _remove_aside(folder)
-    if folder.is_dir():
-        aside = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, aside)
-        shutil.rmtree(aside, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-
-
-def _remove_aside(folder: Path) -> None:
-    for old in folder.parent.glob(f".{folder.name}.old-*"):
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _drop_damaged(folder: Path, expected: list[int], log: Callable[[str], None]) -> None:
-    """Delete the first damaged or missing-predecessor checkpoint and all later ones;
-    training writes them again.
-
-    A checkpoint is damaged when it fails its CRC, is not loadable as weights only,
-    or holds non-finite weights. The saved epochs must be a prefix of `expected`:
-    resuming past a damaged file or a gap would leave a hole in the run that
-    evaluate cannot fill, so the run goes back to the last good checkpoint.
-    """
-    saved = checkpoints.list_epochs(folder)
-    for i, (epoch, path) in enumerate(saved):
-        if i >= len(expected) or epoch != expected[i]:
-            reason = (f"{folder}: epoch {expected[i]} is missing before {path.name}"
-                      if i < len(expected) else f"{path}: lies past the last epoch")
-        else:
-            reason = checkpoints.problem(path)
-        if reason is not None:
-            log(f"{reason}: it and the {len(saved) - i - 1} later checkpoint(s) will be"
-                " written again")
-            for _, later in saved[i:]:
-                later.unlink()
-            return
-
-
-def _resume_point(folder: Path, fp: dict, log: Callable[[str], None]) -> dict | None:
-    """The newest intact checkpoint, if it was made with this exact config, else None."""
-    _drop_damaged(folder, checkpoints.expected_epochs(fp), log)
-    saved = checkpoints.list_epochs(folder)
-    if not saved:
-        return None
-    state = checkpoints.load_state(saved[-1][1])  # intact zip, so an error here is a real one
-    if state["config"] == fp:
-        return state
-    changes = _differences(state["config"], fp)
-    if not all(c.startswith("code") for c in changes):
-        log(f"{folder} was trained with a different config ({'; '.join(changes[:5])}):"
-            " starting fresh")
-        return None
-    files = ", ".join(_changed_files(state["config"]["code"], fp["code"]))
-    if os.environ.get(HARMLESS) == "1":  # adopted: the newest checkpoint takes the new code
-        log(f"{folder}: the code changed ({files}); {HARMLESS}=1 declares it harmless:"
-            f" resuming from epoch {state['epoch']}")
-        checkpoints.save({**state, "config": fp}, folder)
-        return {**state, "config": fp}
-    aside = keep_aside(folder, state["config"]["code"])
-    log(f"{folder} was trained by other code ({files} changed): kept in {aside}, training"
-        f" afresh. If the change alters no number, stop, put {aside.name} back as"
-        f" {folder.name} and run again with {HARMLESS}=1")
-    return None
-
-
-def _changed_files(old: Any, new: dict[str, str]) -> list[str]:
-    if not isinstance(old, dict):  # a checkpoint from before digests were kept by file
-        return sorted(new)
-    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
-
-
-def keep_aside(folder: Path, old_code: Any) -> Path:
-    """Move a finished or partial run of other code next to its folder, in one rename,
-    instead of deleting it: `.<entry>.code-<digest>` (a hidden sibling, not a DVC output)."""
-    tag = hashlib.sha256(json.dumps(old_code, sort_keys=True).encode()).hexdigest()[:8]
-    aside = folder.with_name(f".{folder.name}.code-{tag}")
-    if aside.exists():  # the same old code kept before: the newer copy replaces it
-        shutil.rmtree(aside)
-    os.replace(folder, aside)
-    return aside
-
-
 def run_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Split, batch_size: int,
                loss: Callable, gen: torch.Generator, desc: str) -> float:
     """One pass over the shuffled train set; returns the mean train loss."""
@@ -251,19 +142,29 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "rng": _rng_state(gen)}
 
+    def save(epoch: int, history: list) -> None:
+        state = snapshot(epoch, history)
+        if epoch < tc.epochs:  # the resume state first: a checkpoint never outruns it
+            checkpoints.save_resume(state, folder)
+            checkpoints.save(state, folder)
+        else:  # finished: the resume state is no longer needed
+            checkpoints.save(state, folder)
+            checkpoints.resume_path(folder).unlink(missing_ok=True)
+
     remove_partial(folder)
-    state = _resume_point(folder, fp, log)
+    state = resume_point(folder, fp, log)
     if state is None:
-        clear(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         history: list[list[float]] = []
-        checkpoints.save(snapshot(0, history), folder)
+        save(0, history)
         start = 0
     else:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        _set_rng_state(gen, state["rng"])
         history, start = state["history"], state["epoch"]
+        if start < tc.epochs:  # a resume state: optimizer, scheduler, RNG and data order
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            _set_rng_state(gen, state["rng"])
         log(f"train@{entry.name}: resuming from epoch {start} of {tc.epochs}")
     for epoch in progress(range(start + 1, tc.epochs + 1), desc=f"train@{entry.name}",
                           unit="epoch", initial=start, total=tc.epochs):
@@ -275,7 +176,7 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
         history.append([epoch, mean_loss, lr])
         sched.step()
         if epoch in to_save:
-            checkpoints.save(snapshot(epoch, history), folder)
+            save(epoch, history)
             log(f"train@{entry.name}: epoch {epoch}/{tc.epochs} loss {mean_loss:.5f} lr {lr:g}")
     return history
 

@@ -4,6 +4,7 @@
 #   make paper   the paper's Figure-1 setup as a named DVC experiment
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
+#   make bench-paper    the paper profile's cost and disk on the device present (by hand)
 PYTHON ?= python3
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -18,7 +19,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1 \
 	-S bound.eval_batch_size=4096
 
-.PHONY: setup repro test paper bench bench-kernels
+.PHONY: setup repro test paper bench bench-kernels bench-paper
 
 setup: $(VENV)/.installed
 
@@ -42,3 +43,6 @@ bench: setup
 
 bench-kernels: setup
 	python benchmarks/kernels.py
+
+bench-paper: setup
+	python benchmarks/paper_scale.py

@@ -1,8 +1,9 @@
-"""Checkpoint files: `checkpoints/<entry>/epoch_NNNN.pt`, written atomically.
+"""Checkpoint files: `checkpoints/<entry>/epoch_NNNN.pt` and `resume.pt`, written atomically.
 
-Each holds the model state, optimiser and scheduler state, the epoch, the
-architecture, the config the run was trained with, the loss history and the
-RNG states, so a run can be evaluated, rebuilt or resumed from any of them.
+A checkpoint is slim: the model state, the epoch, the architecture, the config
+the run was trained with and the loss history, enough to evaluate or rebuild
+the network. The resume state of an unfinished run (all of that plus the
+optimiser, scheduler and RNG states) is one rolling `resume.pt` (runs.py).
 """
 
 from __future__ import annotations

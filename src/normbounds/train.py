@@ -189,7 +189,7 @@ def write_history(history: list[list[float]], live_dir: Path) -> None:
     swapped in: a run killed mid-way, or resumed from an earlier checkpoint, never
     leaves a log that disagrees with its checkpoints. Not with DVCLive itself:
     DVCLive 3.49 opens the DVC repository and Git from inside the stage, and raises
-    "Empty git repo" in a repository without commits (README, "Logs").
+    "Empty git repo" in a repository without commits (README, "The pipeline").
     """
     rows = [(int(epoch), float(f"{loss:.8g}")) for epoch, loss, _lr in history]
 

@@ -24,13 +24,13 @@ from torch import nn
 from normbounds import bounds, checkpoints
 from normbounds.config import BaseConfig, BoundConfig, DataConfig
 from normbounds.data import prepare, preprocess
-from normbounds.datasets import DATASETS, Split, _image_folder
+from normbounds.datasets import DATASETS, Split, image_folder
 from normbounds.errors import InputError
-from normbounds.evaluate import margin_errors
+from normbounds.evaluate import data_pass
 from normbounds.io import load_torch, write_json, write_text
 from normbounds.models import load_factory
 from normbounds.network import eval_mode, read_network
-from normbounds.runtime import progress, run_stage, setup_torch
+from normbounds.runtime import run_stage, setup_torch
 
 
 def read_data(spec: str, root: str) -> Split:
@@ -40,7 +40,7 @@ def read_data(spec: str, root: str) -> Split:
         train, _, _ = prepare(DataConfig(dataset=spec, root=root))
         return train
     if path.is_dir():
-        split, _ = _image_folder(path / "train" if (path / "train").is_dir() else path)
+        split, _ = image_folder(path / "train" if (path / "train").is_dir() else path)
     elif path.is_file():
         blob = load_torch(path)
         if not isinstance(blob, dict) or not {"x", "y"} <= set(blob):
@@ -89,19 +89,6 @@ def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
     return model
 
 
-@torch.inference_mode()
-def margin_error(network, data: Split, gamma: float, batch: int) -> tuple[float, float]:
-    """(train error, margin error at gamma) of the model on the data."""
-    wrong = margin = 0
-    with eval_mode(network.module):
-        for start in progress(range(0, len(data), batch), desc="errors", unit="batch"):
-            logits, _ = network.forward_with_patch_norms(data.x[start:start + batch])
-            y = data.y[start:start + batch]
-            wrong += int(margin_errors(logits, y, 0.0).sum())
-            margin += int(margin_errors(logits, y, gamma).sum())
-    return wrong / len(data), margin / len(data)
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normbounds", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,10 +128,13 @@ def run(argv: list[str] | None = None) -> dict:
     network = read_network(model, tuple(data.x.shape[1:]))
     x = data.x.to(torch.float64 if isinstance(model, torch.jit.ScriptModule) else
                   next(model.parameters()).dtype)
-    error, margin = margin_error(network, Split(x, data.y), args.gamma, args.batch_size)
-    row = {"train_error": error, "margin_error": margin,
-           **bounds.compute(model, x, params=params, network=network)}
-    row["certificate"] = margin + row["ours"]
+    with eval_mode(network.module):  # errors, margin error and patch norms in one pass
+        train = data_pass(network, Split(x, data.y), "cross_entropy", args.gamma,
+                          args.batch_size, patches=True)
+    row = {"train_error": train.error, "margin_error": train.margin_error,
+           **bounds.compute(model, x, params=params, network=network,
+                            patch_norms=train.patch_norms)}
+    row["certificate"] = train.margin_error + row["ours"]
     print(pd.Series(row, name="value").to_frame().to_markdown(floatfmt=".6g"))
     if args.out is not None:
         out = Path(args.out)

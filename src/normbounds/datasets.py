@@ -144,7 +144,7 @@ def _torchvision(read: Callable[[DataConfig, bool], Split]) -> Callable:
     return load
 
 
-def _image_folder(path: Path) -> tuple[Split, list[str]]:
+def image_folder(path: Path) -> tuple[Split, list[str]]:
     """An ImageFolder (one sub-folder per class) as uint8 (N, c, n, n): grayscale images
     keep one channel, all others are read as RGB. Every image must have one square size."""
     from PIL import Image
@@ -181,13 +181,13 @@ def _folder(cfg: DataConfig) -> tuple[Split, Split, int]:
     data.test_size (seeded, class-stratified)."""
     root = Path(cfg.root)
     if (root / "train").is_dir() and (root / "test").is_dir():
-        (train, names), (test, test_names) = _image_folder(root / "train"), _image_folder(
+        (train, names), (test, test_names) = image_folder(root / "train"), image_folder(
             root / "test")
         if names != test_names:
             raise DatasetError(f"{root}: train/ and test/ hold different classes ({names} and"
                                f" {test_names})")
         return train, test, len(names)
-    full, names = _image_folder(root)
+    full, names = image_folder(root)
     return (*_hold_out(full, cfg), len(names))
 
 

@@ -55,7 +55,8 @@ def data_pass(network: Network, data: Split, loss_name: str, gamma: float, batch
     n_err = n_margin = 0
     loss_sum = 0.0
     best = [torch.zeros((), device=data.x.device) for _ in network.specs]
-    for start in range(0, len(data), batch_size):
+    for start in progress(range(0, len(data), batch_size), desc="errors", unit="batch",
+                          leave=False):
         x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
         with parametrize.cached():  # the weight-norm weights once per batch, not per use
             logits, patch_sq = network.forward_with_patch_norms(x)  # (B, C), b_l^2 per layer

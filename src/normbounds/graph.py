@@ -176,7 +176,7 @@ FUNCTIONS: dict[Callable | str, Callable | str] = {
     "flatten": lambda n, i, o, w: _reshape(i, o, w), "view": lambda n, i, o, w: _reshape(i, o, w),
     "reshape": lambda n, i, o, w: _reshape(i, o, w),
     "contiguous": _identity, F.dropout: lambda n, i, o, w: _dropout(n),
-    F.avg_pool2d: lambda n, i, o, w: _avg_pool(*_args(n, F.avg_pool2d), i, o, w),
+    F.avg_pool2d: lambda n, i, o, w: _avg_pool(*_pool_args(n), i, o, w),
     F.adaptive_avg_pool2d: lambda n, i, o, w: _adaptive_avg(i, o, w),
     F.max_pool2d: "max pooling", torch.max_pool2d: "max pooling",
     F.adaptive_max_pool2d: "max pooling",
@@ -193,7 +193,7 @@ _AVG_POOL_ARGS = ("input", "kernel_size", "stride", "padding", "ceil_mode", "cou
                   "divisor_override")
 
 
-def _args(node: fx.Node, fn) -> tuple:
+def _pool_args(node: fx.Node) -> tuple:
     """F.avg_pool2d's arguments after the input, positional or by name."""
     given = dict(zip(_AVG_POOL_ARGS, node.args, strict=False)) | dict(node.kwargs)
     return (given["kernel_size"], given.get("stride"), given.get("padding", 0),

@@ -8,7 +8,7 @@ Two parts, both on the prepared data of the current pipeline (run `dvc repro` fi
 2. The Lipschitz constants at other widths (default 32, 128, 200): CONV-3-W is
    trained for a few epochs into a temporary folder (a checkpoint per epoch),
    and for every checkpoint, cold (nothing carried over from the previous one),
-   it times sigma_upper (the Fourier-symbol bound), sigma_lower (Lanczos) and the
+   it times sigma_upper (the Fourier-symbol bound), sigma_lower (dense or Lanczos) and the
    whole bounds part (both sigmas and all five bounds).
 
     python benchmarks/eval_checkpoint.py [--entry 3-32-0] [--widths 32 128 200] [--epochs 3]
@@ -26,8 +26,9 @@ from normbounds import bounds, checkpoints
 from normbounds.config import Entry, load_params
 from normbounds.data import load_split
 from normbounds.evaluate import evaluate_run
+from normbounds.fourier import fourier_upper
 from normbounds.io import read_json
-from normbounds.lipschitz import fourier_upper, plane_wave_start, sigma_lower
+from normbounds.lipschitz import converged_lower
 from normbounds.models import arch_for
 from normbounds.network import describe, read_network
 from normbounds.paths import Paths
@@ -60,12 +61,13 @@ def sigma_times(model, cfg, stats, patch_norms) -> tuple[float, float, float]:
     """(upper s, lower s, whole bounds part s) for one checkpoint, cold."""
     upper = lower = 0.0
     for spec in describe(model)[:-1]:
+        weight = spec.weight.to(torch.float64)
         t0 = time.perf_counter()
-        peak = fourier_upper(spec.weight, spec.in_shape[1] + 2 * spec.padding)
+        peak = fourier_upper(weight, spec.in_shape[1] + 2 * spec.padding)
         t1 = time.perf_counter()
-        start = plane_wave_start(spec.weight, peak, spec.in_shape, spec.padding, spec.index)
-        sigma_lower(spec.weight, spec.in_shape, spec.stride, spec.padding, start,
-                    cfg.bound.lanczos_tol, cfg.bound.lanczos_max_steps)
+        converged_lower(weight, spec.in_shape, spec.stride, spec.padding, peak,
+                        tol=cfg.bound.lanczos_tol, max_steps=cfg.bound.lanczos_max_steps,
+                        seed=spec.index)
         upper, lower = upper + t1 - t0, lower + time.perf_counter() - t1
     t0 = time.perf_counter()
     bounds.compute(model, stats=stats, params=cfg, patch_norms=patch_norms)
@@ -77,7 +79,7 @@ def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
         cfg.train, epochs=epochs, milestones=(), save_every=1))
     digest = file_digest(paths.train_data)
     print(f"\nLipschitz constants per checkpoint, cold, CONV-3-W after 0..{epochs} epochs"
-          f" (seconds; lower = Lanczos from the plane-wave start; bounds = both sigmas"
+          f" (seconds; lower = dense or Lanczos from the plane-wave start; bounds = both sigmas"
           " and all five bounds)")
     print(f"{'W':>5} {'epoch':>5} {'upper':>7} {'lower':>7} {'bounds':>7}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,22 +11,15 @@ import pytest
 import torch
 from conftest import tiny_params
 
-from normbounds import bounds
+from normbounds import bounds, lipschitz
 from normbounds.config import BoundConfig, parse_params
 from normbounds.data import Split
 from normbounds.errors import ConvergenceError
 from normbounds.evaluate import evaluate_model
 from normbounds.formulas import BOUND_NAMES
+from normbounds.fourier import certified_below, fourier_symbol, fourier_upper, symbol_gram
 from normbounds.lanczos import lanczos_top
-from normbounds.lipschitz import (
-    _gram_operator,
-    conv_matrix,
-    conv_sigma,
-    fourier_symbol,
-    fourier_upper,
-    reshaped_norm,
-    symbol_gram,
-)
+from normbounds.lipschitz import _gram_operator, conv_matrix, conv_sigma, dense_gram, reshaped_norm
 from normbounds.models import Arch, ConvNet
 
 # 2 kernels x 2 strides x 2 paddings x 4 channel pairs x 2 sides = 64 random layers
@@ -46,15 +39,16 @@ def test_lower_matches_dense_svd_and_upper_is_above(kernel, stride, padding, cha
     weight = torch.randn(c_out, c_in, kernel, kernel, generator=gen, dtype=torch.float64)
     shape = (c_in, side, side)
     exact = _exact(weight, shape, stride, padding)[0].item()
-    sigma, vector = conv_sigma(weight, shape, stride, padding)
-    assert sigma.converged
-    assert sigma.lower == pytest.approx(exact, rel=1e-9)
-    assert sigma.lower <= exact * (1 + 1e-12)  # Ritz values approach from below
-    assert exact <= sigma.upper * (1 + 1e-12)  # certified
-    assert sigma.upper >= reshaped_norm(weight)  # never below the original study's value
-    if vector is not None:  # a unit vector that A stretches by sigma_lower
-        image = conv_matrix(weight, shape, stride, padding) @ vector
-        assert image.norm().item() == pytest.approx(sigma.lower, rel=1e-9)
+    for dense_dim in (0, None):  # Lanczos, then the dense eigensolver of small inputs
+        sigma, vector = conv_sigma(weight, shape, stride, padding, dense_dim=dense_dim)
+        assert sigma.converged
+        assert sigma.lower == pytest.approx(exact, rel=1e-9)
+        assert sigma.lower <= exact * (1 + 1e-12)  # Ritz values approach from below
+        assert exact <= sigma.upper * (1 + 1e-12)  # certified
+        assert sigma.upper >= reshaped_norm(weight)  # never below the original study's value
+        if vector is not None:  # a unit vector that A stretches by sigma_lower
+            image = conv_matrix(weight, shape, stride, padding) @ vector
+            assert image.norm().item() == pytest.approx(sigma.lower, rel=1e-9)
 
 
 def _near_degenerate(ratio: float, seed: int) -> torch.Tensor:
@@ -80,10 +74,11 @@ def test_near_degenerate_and_repeated_top_pairs(ratio, stride, padding):
     ratios = values[1:] / values[0]
     assert (ratios - ratio).abs().min().item() < 1e-9  # the second copy is there
     assert ratios[0].item() >= ratio - 1e-9  # so the top pair is at least this close
-    sigma, _ = conv_sigma(weight, shape, stride, padding)
-    assert sigma.lower == pytest.approx(values[0].item(), rel=1e-9)
-    assert sigma.lower <= values[0].item() * (1 + 1e-12)
-    assert values[0].item() <= sigma.upper * (1 + 1e-12)
+    for dense_dim in (0, None):
+        sigma, _ = conv_sigma(weight, shape, stride, padding, dense_dim=dense_dim)
+        assert sigma.lower == pytest.approx(values[0].item(), rel=1e-9)
+        assert sigma.lower <= values[0].item() * (1 + 1e-12)
+        assert values[0].item() <= sigma.upper * (1 + 1e-12)
 
 
 @pytest.mark.parametrize(("c_out", "c_in", "kernel", "side", "smooth"),
@@ -104,6 +99,19 @@ def test_pruned_fourier_maximum_is_the_brute_force_one(c_out, c_in, kernel, side
     assert torch.allclose(half, full[:, : side // 2 + 1], rtol=0, atol=1e-12)
     gram_top = torch.linalg.eigvalsh(symbol_gram(weight, side))[..., -1].max().sqrt()
     assert gram_top.item() == pytest.approx(brute.max().item(), rel=1e-12)
+
+
+def test_cholesky_certifies_only_what_is_below_by_more_than_the_margin():
+    """Hermitian matrices U diag(lambda) U^* with lambda_max = 2 (1 - gap): certified
+    below beta = 2 when the gap is 1e-8, not when it is 0, negative or inside the
+    1e-9 margin."""
+    gen = torch.Generator().manual_seed(11)
+    gaps = torch.tensor([1e-8, 1e-3, 0.0, -1e-8, 1e-12], dtype=torch.float64)
+    unitary = torch.linalg.qr(torch.randn(5, 24, 24, dtype=torch.complex128, generator=gen))[0]
+    spectrum = torch.rand(5, 24, generator=gen, dtype=torch.float64)
+    spectrum[:, 0] = 2 * (1 - gaps)
+    grams = unitary @ torch.diag_embed(spectrum.to(torch.complex128)) @ unitary.mH
+    assert certified_below(grams, 2.0).tolist() == [True, True, False, False, False]
 
 
 def test_disjoint_patches_have_the_reshaped_norm():
@@ -154,7 +162,8 @@ def test_default_evaluation_of_a_near_degenerate_kernel_finishes():
     assert all(math.isfinite(row[k]) for k in BOUND_NAMES)
 
 
-def test_lipschitz_modes_and_an_unconverged_estimate():
+def test_lipschitz_modes_and_an_unconverged_estimate(monkeypatch):
+    monkeypatch.setattr(lipschitz, "DENSE_DIM", 0)  # Lanczos even on these small inputs
     net = _net_with(_near_degenerate(0.5, seed=7))
     x = torch.rand(30, 4, 12, 12, generator=torch.Generator().manual_seed(8))
     stats = {"m": 30, "num_classes": 10, "P": 1.0, "S": 1.0}
@@ -180,7 +189,7 @@ def test_a_zero_kernel_has_norm_zero():
 
 
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 1), (1, 2), (1, 3), (2, 1), (3, 2)])
-def test_gram_operator_is_the_exact_product_with_the_adjoint(stride, padding):
+def test_gram_operator_and_dense_gram_are_the_explicit_products(stride, padding):
     """v -> A^T A v equals the explicit matrix product for both adjoint paths (the
     flipped-kernel conv for stride 1 and padding < k, conv_transpose2d otherwise)."""
     gen = torch.Generator().manual_seed(7 * stride + padding)
@@ -190,3 +199,7 @@ def test_gram_operator_is_the_exact_product_with_the_adjoint(stride, padding):
     v = torch.randn(math.prod(in_shape), generator=gen, dtype=torch.float64)
     got = _gram_operator(weight, in_shape, stride, padding)(v)
     assert torch.allclose(got, matrix.T @ (matrix @ v), rtol=0, atol=1e-12)
+    # the dense path builds the same A^T A from the patches and R = W^T W
+    assert torch.allclose(dense_gram(weight, in_shape, stride, padding), matrix.T @ matrix,
+                          rtol=0, atol=1e-12)
+    assert dense_gram(weight, in_shape, stride, padding, dense_dim=49) is None  # 2*5*5 > 49

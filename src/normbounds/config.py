@@ -155,7 +155,7 @@ class BoundConfig:
     # reshaped (the original study's reshaped-kernel norm); docs/bounds.md
     lipschitz: Literal["certified", "estimate", "reshaped"] = "certified"
     reference: Literal["zero", "init"] = "zero"  # reference weights of Graf and Ledent
-    lanczos_tol: float = 1e-10  # relative residual at which Lanczos stops (sigma_lower)
+    lanczos_tol: float = 1e-9  # relative residual at which Lanczos stops (sigma_lower)
     lanczos_max_steps: int = 5000  # products with A^T A per layer before Lanczos gives up
     eval_batch_size: int = 256
 

@@ -9,17 +9,18 @@ Two numbers per conv layer (docs/bounds.md, "Lipschitz constants"):
   and Long, ICLR 2019). When the stride is at least the kernel, the patches do
   not overlap and the reshaped-kernel norm is the norm itself (without
   padding) or an upper bound of it (with padding).
+  `fourier.py` computes it.
 - `sigma_lower`: the exact operator norm, converged from below by Lanczos
   (`lanczos.py`) on A^T A, with `conv2d` and `conv_transpose2d` as the
   operator and its exact adjoint. A Krylov space holds a near-degenerate top
-  pair at once, where power iteration stalls.
+  pair at once, where power iteration stalls. Inputs of at most DENSE_DIM
+  entries get the explicit A^T A and a dense eigensolver instead.
 
 Dense layers and the head: the largest singular value by SVD (lower = upper).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from normbounds.fourier import FourierPeak, fourier_upper, top_right_vector
 from normbounds.lanczos import Ritz, lanczos_top
 
-CHUNK_BYTES = 1 << 28  # Fourier symbols are processed in chunks of about this size
-PRUNE_SLACK = 1e-9  # relative margin on every "cannot hold the maximum" comparison
-SEEDS = 16  # frequencies solved exactly first, for a high floor to prune against
-GRAM_STEPS = 8  # squarings of K^* K used to skip frequencies before the exact solver
+DENSE_DIM = 1024  # layer inputs up to this many entries get a dense eigensolver, not Lanczos
+DENSE_ENTRIES = 1 << 22  # ... when building A^T A adds at most this many terms
 
 
 @dataclass(frozen=True)
@@ -55,141 +55,6 @@ def reshaped_norm(kernel: torch.Tensor) -> float:
     reshaped to (H, c k^2). A lower bound of the operator norm when some patch lies
     inside the input; the norm itself for stride >= k without padding."""
     return spectral_norm(kernel.flatten(1))
-
-
-def _phases(offsets: torch.Tensor, side: int, freqs: slice) -> torch.Tensor:
-    """exp(-2 pi i d u / N) for every offset d and frequency u in range(N)[freqs]."""
-    u = torch.arange(side, dtype=torch.float64)[freqs]
-    angle = -2.0 * math.pi * torch.outer(offsets.to(torch.float64), u) / side
-    return torch.polar(torch.ones_like(angle), angle)  # (len(offsets), U)
-
-
-def fourier_symbol(weight: torch.Tensor, side: int, rows: slice = slice(None)) -> torch.Tensor:
-    """K^(u, v) = sum_{a,b} W[:, :, a, b] exp(-2 pi i (a u + b v) / N) for the frequencies
-    u in range(N)[rows], v in 0..N//2, N = side. (H, c, k, k) -> (U, N//2 + 1, H, c).
-
-    A real kernel has K^(-u, -v) = conj(K^(u, v)) (same singular values), so the
-    half plane v <= N/2 holds every singular value of the full grid.
-    """
-    taps = torch.arange(weight.shape[-1])
-    return torch.einsum("oiab,au,bv->uvoi", weight.to(torch.complex128),
-                        _phases(taps, side, rows), _phases(taps, side, slice(side // 2 + 1)))
-
-
-def symbol_gram(weight: torch.Tensor, side: int, rows: slice = slice(None)) -> torch.Tensor:
-    """G(u, v) with the singular values of K^(u, v) squared as eigenvalues, on the grid of
-    `fourier_symbol`: (U, N//2 + 1, r, r), r = min(H, c).
-
-    From the kernel's autocorrelation, without forming K^: with W_ab = W[:, :, a, b],
-    K^* K = sum_{d, e} R_de exp(-2 pi i (d u + e v) / N) for
-    R_de = sum_{a,b} W_ab^T W_{a+d, b+e}, (2k-1)^2 real r x r matrices, which is
-    (2k-1)^2 / r times the work of the products K^* K. When H < c the kernel is
-    transposed first: K K^* at (-u, -v) has the same eigenvalues.
-    """
-    w = weight.to(torch.float64)
-    if w.shape[1] > w.shape[0]:
-        w = w.transpose(0, 1)
-    k, r = w.shape[-1], w.shape[1]
-    corr = torch.zeros(2 * k - 1, 2 * k - 1, r, r, dtype=torch.float64)
-    for a, b, a2, b2 in itertools.product(range(k), repeat=4):
-        corr[a2 - a + k - 1, b2 - b + k - 1] += w[:, :, a, b].T @ w[:, :, a2, b2]
-    offsets = torch.arange(-(k - 1), k)
-    e_u, e_v = _phases(offsets, side, rows), _phases(offsets, side, slice(side // 2 + 1))
-    phase = torch.einsum("du,ev->uvde", e_u, e_v)  # (U, V, 2k-1, 2k-1)
-    grams = phase.flatten(2) @ corr.flatten(0, 1).flatten(1).to(torch.complex128)  # one GEMM
-    return grams.view(*phase.shape[:2], r, r)
-
-
-@dataclass(frozen=True)
-class FourierPeak:
-    sigma: float  # max over the frequency grid of the symbol's largest singular value
-    freq: tuple[int, int]  # (u, v) where it is attained
-
-
-def fourier_upper(weight: torch.Tensor, side: int) -> FourierPeak:
-    """max_{u,v} ||K^(u, v)||_2 over the side x side grid, computed exactly (float64).
-
-    Most frequencies are skipped with certified inequalities instead of an
-    eigensolver: ||K||_2^2 <= tr(K^* K) = ||K||_F^2, and for G = K^* K,
-    lambda_max(G) <= ||G^(2^t)||_F^(1/2^t) (Gram iteration). A frequency is skipped
-    only when such a bound is below the largest exact value found so far, so the
-    result is the maximum over the whole grid.
-    """
-    r = min(weight.shape[:2])
-    per_row = (side // 2 + 1) * r * r * 16 * 3  # Gram + its square + a pruned copy
-    chunk = max(1, CHUNK_BYTES // per_row)
-    best = FourierPeak(-1.0, (0, 0))  # sigma holds the squared norm until the end
-    for start in range(0, side, chunk):
-        grams = symbol_gram(weight, side, slice(start, min(side, start + chunk)))
-        best = _chunk_peak(grams.reshape(-1, r, r), start, grams.shape[1], best)
-    return FourierPeak(math.sqrt(max(best.sigma, 0.0)), best.freq)
-
-
-def top_right_vector(weight: torch.Tensor, side: int, freq: tuple[int, int]) -> torch.Tensor:
-    """The top right singular vector of K^(u, v) at one frequency: (c,) complex."""
-    u, v = freq
-    k_mat = fourier_symbol(weight, side, slice(u, u + 1))[0, v]  # (H, c)
-    return torch.linalg.eigh(k_mat.mH @ k_mat)[1][:, -1]
-
-
-def _chunk_peak(grams: torch.Tensor, row0: int, n_v: int, best: FourierPeak) -> FourierPeak:
-    """Update `best` with a chunk of Gram matrices (F, r, r) whose flat index f is the
-    frequency (row0 + f // n_v, f % n_v)."""
-    trace = torch.diagonal(grams, dim1=-2, dim2=-1).real.sum(-1)  # ||K||_F^2 >= ||K||_2^2
-    if best.sigma < 0:  # seed with the exact values where the Frobenius norm is largest
-        best = _exact(grams, torch.argsort(trace, descending=True)[:SEEDS], row0, n_v, best)
-    if best.sigma <= 0.0:  # the largest Frobenius norm so far is 0: a zero kernel
-        return best
-    keep = torch.nonzero(trace * (1 + PRUNE_SLACK) >= best.sigma).flatten()
-    if len(keep) > 1:
-        keep = _gram_prune(grams[keep], keep, best.sigma)
-    return _exact(grams, keep, row0, n_v, best)
-
-
-def _gram_prune(gram: torch.Tensor, keep: torch.Tensor, floor: float) -> torch.Tensor:
-    """The indices `keep` whose Gram matrix G (batched in `gram`) may reach the largest
-    lambda_max of them all, which is at least `floor`.
-
-    Gram iteration with M_0 = G: lambda_max(G) <= ||M_t||_F^(1/2^t) for M_t = G^(2^t)
-    (an upper bound per frequency), and the Rayleigh quotient of G at the largest
-    column of M_t is a lower bound of lambda_max(G), so of the maximum (it raises
-    the floor). For Hermitian M, diag(M^2) holds M's squared column norms and its
-    trace ||M||_F^2, so each step costs one batched product.
-    """
-    mat, log_scale = gram, torch.zeros(len(keep), dtype=torch.float64)  # G^(2^t)/exp(scale)
-    for t in range(GRAM_STEPS):
-        square = mat @ mat
-        col_sq = torch.diagonal(square, dim1=-2, dim2=-1).real  # (F, r)
-        fro_sq = col_sq.sum(-1)  # ||M_t||_F^2
-        x = mat.gather(-1, col_sq.argmax(-1)[:, None, None].expand(-1, mat.shape[-2], 1))[..., 0]
-        quotient = torch.einsum("fi,fij,fj->f", x.conj(), gram, x).real / x.abs().pow(2).sum(-1)
-        floor = max(floor, quotient.max().item())
-        log_bound = (0.5 * fro_sq.log() + log_scale) / 2 ** t  # >= log lambda_max(G)
-        alive = log_bound + math.log1p(PRUNE_SLACK) >= math.log(floor)
-        pruned = not bool(alive.all())
-        if pruned:  # copies of (F, r, r) batches cost as much as a product: only when needed
-            keep, gram, square = keep[alive], gram[alive], square[alive]
-            fro_sq, log_scale = fro_sq[alive], log_scale[alive]
-        # a squaring costs about a quarter of an eigensolve: go on while it may still
-        # prune (bounds tighten like r^(1/2^t), so the first steps rarely do)
-        if len(keep) <= 1 or t == GRAM_STEPS - 1 or (t >= 4 and not pruned):
-            break
-        mat = square.div_(fro_sq[:, None, None])
-        log_scale = 2 * log_scale + fro_sq.log()
-    return keep
-
-
-def _exact(grams: torch.Tensor, idx: torch.Tensor, row0: int, n_v: int,
-           best: FourierPeak) -> FourierPeak:
-    """The largest eigenvalue of the Gram matrices idx of a chunk, if above `best`."""
-    if len(idx) == 0:
-        return best
-    vals = torch.linalg.eigvalsh(grams[idx])[:, -1]  # (F',)
-    top = int(torch.argmax(vals))
-    if vals[top].item() <= best.sigma:
-        return best
-    pos = int(idx[top])
-    return FourierPeak(vals[top].item(), (row0 + pos // n_v, pos % n_v))
 
 
 def plane_wave_start(weight: torch.Tensor, peak: FourierPeak, in_shape: tuple[int, int, int],
@@ -254,8 +119,36 @@ def _gram_operator(weight: torch.Tensor, in_shape: tuple[int, int, int], stride:
     return apply
 
 
+def dense_gram(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,
+               padding: int, dense_dim: int | None = None) -> torch.Tensor | None:
+    """The explicit A^T A (d, d), d = c n n, when d <= dense_dim (default DENSE_DIM;
+    else None): a dense eigensolver is then faster than Lanczos (the first layer of
+    a network on MNIST).
+
+    A^T A = sum over output positions p of P_p^T R P_p, where P_p picks the patch at
+    p and R = W^T W is the (c k^2, c k^2) Gram matrix of the reshaped kernel; taps
+    on the zero padding drop out.
+    """
+    c, n, _ = in_shape
+    d, taps = c * n * n, weight[0].numel()
+    if d > (DENSE_DIM if dense_dim is None else dense_dim):
+        return None
+    index = torch.arange(d, dtype=torch.float64).view(1, c, n, n) + 1  # 0 marks padding
+    patches = F.unfold(F.pad(index, (padding,) * 4), weight.shape[-1], stride=stride)
+    patches = patches[0].T.long()  # (positions, c k^2): input index + 1 of every tap
+    if patches.shape[0] * taps * taps > DENSE_ENTRIES:
+        return None
+    flat = weight.flatten(1)
+    rows = patches[:, :, None].expand(-1, taps, taps)
+    cols = patches[:, None, :].expand(-1, taps, taps)
+    gram = torch.zeros(d + 1, d + 1, dtype=torch.float64)
+    gram.index_put_((rows.reshape(-1), cols.reshape(-1)),
+                    (flat.T @ flat).expand(len(patches), -1, -1).reshape(-1), accumulate=True)
+    return gram[1:, 1:]
+
+
 def sigma_lower(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,
-                padding: int = 0, start: torch.Tensor | None = None, tol: float = 1e-10,
+                padding: int = 0, start: torch.Tensor | None = None, tol: float = 1e-9,
                 max_steps: int = 5000) -> Ritz:
     """The operator norm of x -> conv2d(x, weight, stride, padding) on inputs of shape
     in_shape, converged from below by Lanczos on A^T A (float64): `value` is sigma,
@@ -269,13 +162,29 @@ def sigma_lower(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: in
     return Ritz(math.sqrt(max(ritz.value, 0.0)), ritz.vector, ritz.matvecs, ritz.converged)
 
 
+def converged_lower(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,
+                    padding: int, peak: FourierPeak | None, start: torch.Tensor | None = None,
+                    tol: float = 1e-9, max_steps: int = 5000, seed: int = 0,
+                    dense_dim: int | None = None) -> Ritz:
+    """sigma_lower of a conv layer (float64 weight): the dense eigensolver on inputs of at
+    most dense_dim (default DENSE_DIM) entries, else Lanczos from `start` or, without
+    one, from the plane wave at the Fourier symbol's peak (found by the upper bound)."""
+    gram = dense_gram(weight, in_shape, stride, padding, dense_dim)
+    if gram is not None:  # a small input: the exact top eigenpair of the explicit A^T A
+        vals, vecs = torch.linalg.eigh(gram)
+        return Ritz(math.sqrt(max(vals[-1].item(), 0.0)), vecs[:, -1], 0, True)
+    if start is None and peak is not None:
+        start = plane_wave_start(weight, peak, in_shape, padding, seed)
+    return sigma_lower(weight, in_shape, stride, padding, start, tol, max_steps)
+
+
 def conv_sigma(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int,
-               padding: int = 0, start: torch.Tensor | None = None, tol: float = 1e-10,
-               max_steps: int = 5000, seed: int = 0) -> tuple[Sigma, torch.Tensor | None]:
+               padding: int = 0, start: torch.Tensor | None = None, tol: float = 1e-9,
+               max_steps: int = 5000, seed: int = 0,
+               dense_dim: int | None = None) -> tuple[Sigma, torch.Tensor | None]:
     """Both Lipschitz constants of a conv layer, and the top right singular vector (to
-    warm-start the next checkpoint; None when the norm has a closed form). Without
-    `start`, Lanczos starts from the plane wave at the Fourier symbol's peak, which
-    the upper bound finds anyway."""
+    warm-start the next checkpoint; None when the norm has a closed form); sigma_lower
+    as `converged_lower` finds it."""
     w = weight.to(torch.float64)
     k, n = w.shape[-1], in_shape[1]
     if stride >= k and padding == 0:  # disjoint patches: the reshaped norm is exact
@@ -286,7 +195,6 @@ def conv_sigma(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int
     else:
         peak = fourier_upper(w, n + 2 * padding)
         upper = max(peak.sigma, reshaped_norm(w))
-    if start is None and peak is not None:
-        start = plane_wave_start(w, peak, in_shape, padding, seed)
-    ritz = sigma_lower(w, in_shape, stride, padding, start, tol, max_steps)
+    ritz = converged_lower(w, in_shape, stride, padding, peak, start, tol, max_steps, seed,
+                           dense_dim)
     return Sigma(ritz.value, upper, ritz.matvecs, ritz.converged), ritz.vector

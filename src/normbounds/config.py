@@ -23,6 +23,7 @@ import yaml
 from normbounds.datasets import DATASETS
 from normbounds.errors import ConfigError
 from normbounds.limits import check_limits
+from normbounds.precision import COMPILE_MODES, PRECISIONS
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -132,6 +133,8 @@ class TrainConfig:
     lr_factor: float = 0.1  # MultiStepLR gamma (renamed: gamma is the margin)
     loss: Literal["mse", "cross_entropy"] = "mse"
     save_every: int = 10
+    precision: Literal[tuple(PRECISIONS)] = "fp32"  # precision.py; fp32 is the paper's
+    compile: Literal[tuple(COMPILE_MODES)] = "none"  # torch.compile mode (precision.py)
 
     def check(self) -> None:
         _require(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")

@@ -20,7 +20,7 @@ SEEDS = 16  # frequencies solved exactly first, for a high floor to prune agains
 
 def _phases(offsets: torch.Tensor, side: int, freqs: slice) -> torch.Tensor:
     """exp(-2 pi i d u / N) for every offset d and frequency u in range(N)[freqs]."""
-    u = torch.arange(side, dtype=torch.float64)[freqs]
+    u = torch.arange(side, dtype=torch.float64, device=offsets.device)[freqs]
     angle = -2.0 * math.pi * torch.outer(offsets.to(torch.float64), u) / side
     return torch.polar(torch.ones_like(angle), angle)  # (len(offsets), U)
 
@@ -32,7 +32,7 @@ def fourier_symbol(weight: torch.Tensor, side: int, rows: slice = slice(None)) -
     A real kernel has K^(-u, -v) = conj(K^(u, v)) (same singular values), so the
     half plane v <= N/2 holds every singular value of the full grid.
     """
-    taps = torch.arange(weight.shape[-1])
+    taps = torch.arange(weight.shape[-1], device=weight.device)
     return torch.einsum("oiab,au,bv->uvoi", weight.to(torch.complex128),
                         _phases(taps, side, rows), _phases(taps, side, slice(side // 2 + 1)))
 
@@ -51,10 +51,10 @@ def symbol_gram(weight: torch.Tensor, side: int, rows: slice = slice(None)) -> t
     if w.shape[1] > w.shape[0]:
         w = w.transpose(0, 1)
     k, r = w.shape[-1], w.shape[1]
-    corr = torch.zeros(2 * k - 1, 2 * k - 1, r, r, dtype=torch.float64)
+    corr = w.new_zeros(2 * k - 1, 2 * k - 1, r, r)
     for a, b, a2, b2 in itertools.product(range(k), repeat=4):
         corr[a2 - a + k - 1, b2 - b + k - 1] += w[:, :, a, b].T @ w[:, :, a2, b2]
-    offsets = torch.arange(-(k - 1), k)
+    offsets = torch.arange(-(k - 1), k, device=w.device)
     e_u, e_v = _phases(offsets, side, rows), _phases(offsets, side, slice(side // 2 + 1))
     phase = torch.einsum("du,ev->uvde", e_u, e_v)  # (U, V, 2k-1, 2k-1)
     grams = phase.flatten(2) @ corr.flatten(0, 1).flatten(1).to(torch.complex128)  # one GEMM
@@ -120,7 +120,7 @@ def certified_below(gram: torch.Tensor, beta: float) -> torch.Tensor:
     """
     r = gram.shape[-1]
     if len(gram) == 0:
-        return torch.zeros(0, dtype=torch.bool)
+        return torch.zeros(0, dtype=torch.bool, device=gram.device)
     margin = PRUNE_SLACK + 4 * (r + 1) * r * torch.finfo(torch.float64).eps
     shifted = torch.diag_embed(gram.new_full((r,), beta * (1 - margin))) - gram
     return torch.linalg.cholesky_ex(shifted).info == 0

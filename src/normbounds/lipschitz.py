@@ -69,13 +69,13 @@ def plane_wave_start(weight: torch.Tensor, peak: FourierPeak, in_shape: tuple[in
     wave = torch.polar(torch.ones(n, n, dtype=torch.float64),
                        2.0 * math.pi * (u * pos[:, None] + v * pos[None, :]) / side)
     env = torch.sin(math.pi * (torch.arange(n, dtype=torch.float64) + 1) / (n + 1))
-    vector = top_right_vector(weight, side, peak.freq)  # (c,)
+    vector = top_right_vector(weight, side, peak.freq).cpu()  # (c,)
     x = (vector[:, None, None] * wave * (env[:, None] * env[None, :])).real
     if x.norm() == 0:
         x = x + 1.0
     noise = torch.randn(c, n, n, generator=torch.Generator().manual_seed(seed),
                         dtype=torch.float64)
-    return x / x.norm() + 0.01 * noise / noise.norm()
+    return (x / x.norm() + 0.01 * noise / noise.norm()).to(weight.device)  # same on any device
 
 
 
@@ -138,7 +138,7 @@ def dense_gram(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: int
     patches = patches[0].T.long()  # (positions, c k^2): input index + 1 of every tap
     if patches.shape[0] * taps * taps > DENSE_ENTRIES:
         return None
-    flat = weight.flatten(1)
+    flat = weight.flatten(1).cpu()  # small: built and solved on the CPU on any device
     rows = patches[:, :, None].expand(-1, taps, taps)
     cols = patches[:, None, :].expand(-1, taps, taps)
     gram = torch.zeros(d + 1, d + 1, dtype=torch.float64)
@@ -158,7 +158,8 @@ def sigma_lower(weight: torch.Tensor, in_shape: tuple[int, int, int], stride: in
     if start is None or start.numel() != math.prod(in_shape):
         start = torch.randn(in_shape, generator=torch.Generator().manual_seed(0),
                             dtype=torch.float64)
-    ritz = lanczos_top(_gram_operator(w, in_shape, stride, padding), start, tol, max_steps)
+    ritz = lanczos_top(_gram_operator(w, in_shape, stride, padding), start.to(w.device), tol,
+                       max_steps)
     return Ritz(math.sqrt(max(ritz.value, 0.0)), ritz.vector, ritz.matvecs, ritz.converged)
 
 
@@ -172,7 +173,8 @@ def converged_lower(weight: torch.Tensor, in_shape: tuple[int, int, int], stride
     gram = dense_gram(weight, in_shape, stride, padding, dense_dim)
     if gram is not None:  # a small input: the exact top eigenpair of the explicit A^T A
         vals, vecs = torch.linalg.eigh(gram)
-        return Ritz(math.sqrt(max(vals[-1].item(), 0.0)), vecs[:, -1], 0, True)
+        return Ritz(math.sqrt(max(vals[-1].item(), 0.0)), vecs[:, -1].to(weight.device), 0,
+                    True)
     if start is None and peak is not None:
         start = plane_wave_start(weight, peak, in_shape, padding, seed)
     return sigma_lower(weight, in_shape, stride, padding, start, tol, max_steps)

@@ -28,6 +28,13 @@ from normbounds.errors import TrainingError
 from normbounds.io import write_dir, write_json, write_text
 from normbounds.models import Arch, build, factory_file, load_factory
 from normbounds.network import read_network
+from normbounds.precision import (
+    FINGERPRINT_DEFAULTS,
+    PRECISIONS,
+    compiled,
+    forward_context,
+    tf32_products,
+)
 from normbounds.reproducibility import kernels_label
 from normbounds.runs import remove_partial, resume_point
 from normbounds.runtime import progress, say
@@ -69,8 +76,10 @@ def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     outlives code changes; by file, so a mismatch can say which file changed.
     """
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
+    train = {k: v for k, v in cfg.to_dict()["train"].items()  # newer keys at their defaults:
+             if k not in FINGERPRINT_DEFAULTS or FINGERPRINT_DEFAULTS[k] != v}  # left out
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
-           "model": cfg.to_dict()["model"], "train": cfg.to_dict()["train"],
+           "model": cfg.to_dict()["model"], "train": train,
            "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers
            "code": {name: file_digest(path) for name, path in code_files(cfg).items()}}
     return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
@@ -99,15 +108,17 @@ def _set_rng_state(gen: torch.Generator, state: dict[str, Any]) -> None:
 
 
 def run_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: Split, batch_size: int,
-               loss: Callable, gen: torch.Generator, desc: str) -> float:
-    """One pass over the shuffled train set; returns the mean train loss."""
+              loss: Callable, gen: torch.Generator, desc: str, precision: str = "fp32") -> float:
+    """One pass over the shuffled train set; returns the mean train loss. No host sync
+    inside: the data, the order and the running loss all stay on the device."""
     m = len(data)
     order = torch.randperm(m, generator=gen).to(data.x.device)  # drawn on CPU: same on any device
     total = torch.zeros((), dtype=torch.float64, device=data.x.device)
     model.train()
     for start in progress(range(0, m, batch_size), desc=desc, leave=False, unit="batch"):
         idx = order[start:start + batch_size]
-        batch_loss = loss(model(data.x[idx]), data.y[idx])  # (B, c, n, n) -> scalar
+        with forward_context(precision, data.x.device):
+            batch_loss = loss(model(data.x[idx]), data.y[idx])  # (B, c, n, n) -> scalar
         opt.zero_grad(set_to_none=True)
         batch_loss.backward()
         opt.step()
@@ -166,10 +177,13 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
             sched.load_state_dict(state["scheduler"])
             _set_rng_state(gen, state["rng"])
         log(f"train@{entry.name}: resuming from epoch {start} of {tc.epochs}")
+    step_model = compiled(model, tc.compile)  # shares model's parameters
     for epoch in progress(range(start + 1, tc.epochs + 1), desc=f"train@{entry.name}",
                           unit="epoch", initial=start, total=tc.epochs):
         lr = opt.param_groups[0]["lr"]
-        mean_loss = run_epoch(model, opt, data, tc.batch_size, loss, gen, f"epoch {epoch}")
+        with tf32_products(PRECISIONS[tc.precision].tf32):
+            mean_loss = run_epoch(step_model, opt, data, tc.batch_size, loss, gen,
+                                  f"epoch {epoch}", tc.precision)
         if not math.isfinite(mean_loss):
             raise TrainingError(f"train@{entry.name}: the train loss became {mean_loss} at epoch"
                                 f" {epoch} (lr {lr}); the last good checkpoint stays in {folder}")

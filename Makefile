@@ -12,12 +12,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The paper's Figure 1: MNIST (60k/10k), CONV-3-{200,600,1000}, 5 seeds, batch 32, lr 0.01
 # decayed by 0.1 at epochs 60/120/160, momentum 0.9, weight decay 3e-3, 500 epochs, MSE,
 # a checkpoint every 10 epochs. MNIST is downloaded into data.root (needs network).
+# The evaluation batch is bound.eval_batch_size: auto (sized by the device's memory).
 PAPER := -S data.dataset=mnist -S data.download=true \
 	-S 'grid.depths=[3]' -S 'grid.widths=[200,600,1000]' -S 'grid.seeds=[0,1,2,3,4]' \
 	-S train.epochs=500 -S train.batch_size=32 -S train.lr=0.01 -S train.momentum=0.9 \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
-	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1 \
-	-S bound.eval_batch_size=4096
+	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
 .PHONY: setup repro test paper bench bench-kernels bench-paper
 

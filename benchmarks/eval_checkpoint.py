@@ -92,7 +92,8 @@ def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
             for epoch, path in checkpoints.list_epochs(folder):
                 model, _ = checkpoints.load(path)
                 network = read_network(model, tuple(stats["input_shape"]))
-                patch = bounds.measure_patch_norms(network, train.x, cfg.bound.eval_batch_size)
+                patch = bounds.measure_patch_norms(network, train.x,
+                                                   network.batch_size(cfg.bound.eval_batch_size))
                 up, low, whole = sigma_times(model, cfg, stats, patch)
                 totals.append(whole)
                 print(f"{width:>5} {epoch:>5} {up:>7.3f} {low:>7.3f} {whole:>7.3f}")

@@ -10,10 +10,12 @@ import torch
 from normbounds import bounds, formulas
 from normbounds.config import BoundConfig
 from normbounds.data import Split
+from normbounds.errors import ConfigError
 from normbounds.evaluate import data_pass, evaluate_model, margin_errors
 from normbounds.lipschitz import conv_matrix
 from normbounds.models import Arch, ConvNet
 from normbounds.network import read_network
+from normbounds.runtime import CPU_BATCH_BYTES, MAX_EVAL_BATCH
 
 SQ2 = math.sqrt(2.0)
 # sigma_l = sigma_lower, converged to machine precision: the exact operator norms
@@ -152,15 +154,28 @@ def test_values_do_not_depend_on_the_evaluation_batch_size():
     stats = {"m": 90, "num_classes": 10, "P": 1.0, "S": 1.0}
     net = _random_net(3)
     rows = []
-    for batch in (7, 90, 1000):
+    for batch in (7, 90, 1000, "auto"):
         cfg = _cfg_with(eval_batch_size=batch)
         rows.append(evaluate_model(net, stats, cfg, train, test, "mse"))
     for key in rows[0]:
         if isinstance(rows[0][key], str):  # notes
-            assert rows[1][key] == rows[2][key] == rows[0][key]
+            assert rows[1][key] == rows[2][key] == rows[3][key] == rows[0][key]
             continue
-        assert rows[1][key] == pytest.approx(rows[0][key], rel=1e-6), key
-        assert rows[2][key] == pytest.approx(rows[0][key], rel=1e-6), key
+        for row in rows[1:]:
+            assert row[key] == pytest.approx(rows[0][key], rel=1e-6), key
+
+
+def test_auto_evaluation_batch_fills_the_cpu_budget():
+    """CONV-2-4 on 1x10x10: the largest float64 input plus output of a layer is the
+    second one's, 8 (4 * 9^2 + 4 * 8^2) = 4640 bytes, so auto is 32 MiB // 4640 = 7231."""
+    network = read_network(_random_net(3), (1, 10, 10))
+    assert network.batch_size(7) == 7
+    assert network.batch_size("auto") == CPU_BATCH_BYTES // 4640 == 7231 < MAX_EVAL_BATCH
+    wide = read_network(ConvNet(Arch((1, 28, 28), 10, depth=3, width=128, weight_norm=False)),
+                        (1, 28, 28))  # layer 2: 128 * 27^2 in, 128 * 26^2 out
+    assert wide.batch_size("auto") == (32 << 20) // (8 * 128 * (27 ** 2 + 26 ** 2)) == 23
+    with pytest.raises(ConfigError, match=r"bound\.eval_batch_size = 'big'.*auto"):
+        _cfg_with(eval_batch_size="big")
 
 
 def _cfg_with(**bound):

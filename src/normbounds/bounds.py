@@ -149,7 +149,8 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     specs, stats = network.specs, network.data_stats(stats)
     if patch_norms is None:
         device = specs[0].weight.device
-        patch_norms = measure_patch_norms(network, train_x.to(device), bc.eval_batch_size)
+        patch_norms = measure_patch_norms(network, train_x.to(device),
+                                          network.batch_size(bc.eval_batch_size))
     m, n_classes, d = int(stats["m"]), int(n_classes), len(specs)
     convs = specs[:-1]  # conv or dense hidden layers
     # a dense first layer sees the whole image as one patch: P = S^2 (spec, FC layers)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import typing
 import warnings
 import zipfile
 from pathlib import Path
@@ -89,6 +90,15 @@ def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
     return model
 
 
+def _batch(text: str) -> int | str:
+    """--batch-size: `auto` or a positive integer."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be auto or a positive integer")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normbounds", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,8 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--gamma", type=float, default=defaults.gamma, help="the margin")
     cmd.add_argument("--delta", type=float, default=defaults.delta, help="the confidence")
     cmd.add_argument("--lipschitz", default=defaults.lipschitz,
-                     choices=["certified", "estimate", "reshaped"])
-    cmd.add_argument("--batch-size", type=int, default=defaults.eval_batch_size)
+                     choices=typing.get_args(typing.get_type_hints(BoundConfig)["lipschitz"]))
+    cmd.add_argument("--batch-size", type=_batch, default=defaults.eval_batch_size,
+                     help="batch of the data passes: auto (sized by the device) or a number")
     cmd.add_argument("--threads", type=int, default=BaseConfig().threads)
     cmd.add_argument("--out", help="also write every value to this .json or .csv file")
     return parser
@@ -130,7 +141,7 @@ def run(argv: list[str] | None = None) -> dict:
                   next(model.parameters()).dtype)
     with eval_mode(network.module):  # errors, margin error and patch norms in one pass
         train = data_pass(network, Split(x, data.y), "cross_entropy", args.gamma,
-                          args.batch_size, patches=True)
+                          network.batch_size(args.batch_size), patches=True)
     row = {"train_error": train.error, "margin_error": train.margin_error,
            **bounds.compute(model, x, params=params, network=network,
                             patch_norms=train.patch_norms)}

@@ -160,7 +160,8 @@ class BoundConfig:
     reference: Literal["zero", "init"] = "zero"  # reference weights of Graf and Ledent
     lanczos_tol: float = 1e-9  # relative residual at which Lanczos stops (sigma_lower)
     lanczos_max_steps: int = 5000  # products with A^T A per layer before Lanczos gives up
-    eval_batch_size: int = 256
+    # batch of the error and patch-norm passes; auto: sized by the device (runtime.py)
+    eval_batch_size: Literal["auto"] | int = "auto"
 
     def check(self) -> None:
         _require(self.gamma > 0, "bound.gamma", self.gamma, "must be > 0")
@@ -169,8 +170,8 @@ class BoundConfig:
                  "must be in (0, 1)")
         _require(self.lanczos_max_steps >= 1, "bound.lanczos_max_steps",
                  self.lanczos_max_steps, "must be >= 1")
-        _require(self.eval_batch_size >= 1, "bound.eval_batch_size", self.eval_batch_size,
-                 "must be >= 1")
+        _require(self.eval_batch_size == "auto" or self.eval_batch_size >= 1,
+                 "bound.eval_batch_size", self.eval_batch_size, "must be auto or >= 1")
 
 
 @dataclass(frozen=True)
@@ -282,8 +283,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(value, inner, key)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 2 and isinstance(value, str):  # Literal[...] | int: the word
+            return _coerce(value, inner[0], key)
+        return _coerce(value, inner[-1], key)
     if origin is tuple:
         _require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
         return tuple(_coerce(v, args[0], key) for v in value)

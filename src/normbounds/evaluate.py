@@ -77,8 +77,9 @@ def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, tes
     network = read_network(model, tuple(train.x.shape[1:]))
     t0 = time.perf_counter()
     with eval_mode(model):
-        tr = data_pass(network, train, loss_name, bc.gamma, bc.eval_batch_size, patches=True)
-        te = data_pass(network, test, loss_name, bc.gamma, bc.eval_batch_size)
+        batch = network.batch_size(bc.eval_batch_size)
+        tr = data_pass(network, train, loss_name, bc.gamma, batch, patches=True)
+        te = data_pass(network, test, loss_name, bc.gamma, batch)
     t1 = time.perf_counter()
     values = bounds.compute(model, stats=stats, params=bc, patch_norms=tr.patch_norms,
                             reference=reference, network=network)

@@ -37,7 +37,7 @@ def check_limits(cfg: Any) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         values = value if isinstance(value, tuple) else (value,)
-        if any(v > top for v in values):
+        if any(not isinstance(v, str) and v > top for v in values):  # str: "auto"
             raise _too_big(key, list(value) if isinstance(value, tuple) else value,
                            f"must be at most {top:,}")
     for key, values in (("grid.seeds", cfg.grid.seeds), ("data.seed", (cfg.data.seed,))):

@@ -23,6 +23,7 @@ from normbounds.errors import InputError, UnsupportedLayerError
 from normbounds.graph import Op, Traced, trace
 from normbounds.layers import LayerSpec, max_patch_norm_sq
 from normbounds.lipschitz import conv_adjoint
+from normbounds.runtime import eval_batch_size
 from normbounds.torchscript import trace_script
 
 
@@ -228,6 +229,12 @@ class Network:
         zero-padded) input patch over the batch (0-dim tensors)."""
         logits, *patch_sq = self.module(x)
         return logits, patch_sq
+
+    def batch_size(self, setting: int | str) -> int:
+        """bound.eval_batch_size for this network on its device: `auto` sizes the batch by
+        the largest float64 input plus output of one layer (runtime.eval_batch_size)."""
+        sample = 8 * max(s.n_inputs + s.out_channels * s.positions for s in self.specs)
+        return eval_batch_size(setting, sample, self.specs[0].weight.device)
 
     def data_stats(self, stats: dict) -> dict:
         """P, S, X of the inputs the (augmented) network reads: a constant channel adds m

@@ -9,6 +9,7 @@ per-checkpoint evaluation split into its parts. It then projects `make paper`
 the wall time from the FLOPs at the measured rate, and the disk.
 
     python benchmarks/paper_scale.py [--widths 8 16 32] [--steps 50]
+        [--precisions fp32 tf32 bf16] [--compile none default reduce-overhead]
 
 On CPU use small widths: the projection for the paper's widths scales the rate
 measured at the widest one measured.
@@ -26,6 +27,7 @@ from normbounds.config import BoundConfig, Config, ModelConfig, TrainConfig
 from normbounds.data import Split
 from normbounds.evaluate import evaluate_model
 from normbounds.models import Arch, ConvNet
+from normbounds.precision import COMPILE_MODES, PRECISIONS, compiled, forward_context, tf32_products
 from normbounds.runtime import resolve_device
 from normbounds.train import loss_fn
 
@@ -66,20 +68,26 @@ def peak(device: torch.device) -> tuple[float, str]:
     return 2 * 2048 ** 3 * reps / (time.perf_counter() - start) / 1e12, "measured matmul"
 
 
-def step_seconds(width: int, steps: int, device: torch.device) -> float:
+def step_seconds(width: int, steps: int, device: torch.device, precision: str = "fp32",
+                 compile_mode: str = "none") -> float:
+    """Seconds per batch-32 training step under train.precision and train.compile."""
     model = ConvNet(Arch((1, 28, 28), 10, 3, width)).to(device)
+    step_model = compiled(model, compile_mode)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=3e-3)
     loss = loss_fn("mse", 10)
     x = torch.rand(32, 1, 28, 28, device=device)
     y = torch.arange(32, device=device) % 10
-    for i in range(steps + 5):  # 5 warm-up steps
-        if i == 5:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss(model(x), y).backward()
-        opt.step()
+    with tf32_products(PRECISIONS[precision].tf32):
+        for i in range(steps + 5):  # 5 warm-up steps (compilation happens in the first)
+            if i == 5:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            with forward_context(precision, device):
+                batch_loss = loss(step_model(x), y)
+            batch_loss.backward()
+            opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
@@ -113,6 +121,9 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="*", default=[8, 16, 32])
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--precisions", nargs="*", default=["fp32"], choices=list(PRECISIONS))
+    parser.add_argument("--compile", nargs="*", default=["none"], choices=list(COMPILE_MODES),
+                        dest="compile_modes")
     args = parser.parse_args()
     device = resolve_device("auto")
     top, source = peak(device)
@@ -128,6 +139,15 @@ def main() -> None:
         print(f"{width:>5} {sec:>8.4f} {sec * PAPER['m'] / 32:>8.1f} {rate:>8.3g}"
               f" {rate / top:>8.1%} {slim / 1e6:>8.3f} {old / 1e6:>8.3f}"
               f" {parts['errors']:>9.3f} {parts['bounds']:>9.3f}")
+    combos = [(p, c) for p in args.precisions for c in args.compile_modes]
+    if combos != [("fp32", "none")]:
+        print("\nseconds per step by train.precision and train.compile"
+              " (speed-up: fp32 without compile, measured alongside, over it)")
+        for width in args.widths:
+            base = step_seconds(width, args.steps, device)
+            for prec, mode in combos:
+                sec = step_seconds(width, args.steps, device, prec, mode)
+                print(f"{width:>5} {prec:>5} {mode:>16} {sec:>8.4f} {base / sec:>6.2f}x")
     hours = sum(3 * forward_flops(w) * PAPER["m"] * PAPER["epochs"] * PAPER["seeds"]
                 for w in PAPER["widths"]) / (rate * 1e12) / 3600
     disk = sum(sizes(w)[0] for w in PAPER["widths"]) * PAPER["seeds"] * PAPER["checkpoints"]

@@ -284,8 +284,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        if len(inner) == 2 and isinstance(value, str):  # Literal[...] | int: the word
-            return _coerce(value, inner[0], key)
+        if len(inner) == 2 and typing.get_origin(inner[0]) is Literal:  # Literal[...] | int
+            words = typing.get_args(inner[0])
+            _require(value in words or isinstance(value, int) and not isinstance(value, bool),
+                     key, value, f"must be {' or '.join(words)} or an integer")
+            return value
         return _coerce(value, inner[-1], key)
     if origin is tuple:
         _require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")

@@ -97,11 +97,14 @@ def _chunk_peak(grams: torch.Tensor, row0: int, n_v: int, best: FourierPeak) -> 
     """Update `best` with a chunk of Gram matrices (F, r, r) whose flat index f is the
     frequency (row0 + f // n_v, f % n_v)."""
     trace = torch.diagonal(grams, dim1=-2, dim2=-1).real.sum(-1)  # ||K||_F^2 >= ||K||_2^2
+    candidates = torch.ones_like(trace, dtype=torch.bool)  # (F,): not yet solved exactly
     if best.sigma < 0:  # seed with the exact values where the Frobenius norm is largest
-        best = _exact(grams, torch.argsort(trace, descending=True)[:SEEDS], row0, n_v, best)
+        seeds = torch.argsort(trace, descending=True)[:SEEDS]
+        best = _exact(grams, seeds, row0, n_v, best)
+        candidates[seeds] = False  # solved already
     if best.sigma <= 0.0:  # the largest Frobenius norm so far is 0: a zero kernel
         return best
-    keep = torch.nonzero(trace * (1 + PRUNE_SLACK) >= best.sigma).flatten()
+    keep = torch.nonzero(candidates & (trace * (1 + PRUNE_SLACK) >= best.sigma)).flatten()
     keep = keep[~certified_below(grams[keep], best.sigma)]
     return _exact(grams, keep, row0, n_v, best)
 

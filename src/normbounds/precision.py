@@ -42,9 +42,6 @@ COMPILE_MODES: dict[str, str | None] = {  # train.compile -> torch.compile's mod
     "reduce-overhead": "reduce-overhead",  # + CUDA graphs on a GPU
 }
 COMPILE_BACKEND = "inductor"  # tests swap in "eager" (no C++ or Triton compiler needed)
-# keys added to `train` after runs were committed: left out of a run's fingerprint at
-# these values, which compute exactly what the code did before the keys existed
-FINGERPRINT_DEFAULTS = {"precision": "fp32", "compile": "none"}
 
 
 @contextlib.contextmanager

@@ -22,19 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from normbounds import checkpoints
-from normbounds.config import Config, Entry
+from normbounds.config import Config, Entry, TrainConfig
 from normbounds.data import Split
 from normbounds.errors import TrainingError
 from normbounds.io import write_dir, write_json, write_text
 from normbounds.models import Arch, build, factory_file, load_factory
 from normbounds.network import read_network
-from normbounds.precision import (
-    FINGERPRINT_DEFAULTS,
-    PRECISIONS,
-    compiled,
-    forward_context,
-    tf32_products,
-)
+from normbounds.precision import PRECISIONS, compiled, forward_context, tf32_products
 from normbounds.reproducibility import kernels_label
 from normbounds.runs import remove_partial, resume_point
 from normbounds.runtime import progress, say
@@ -69,6 +63,11 @@ def code_files(cfg: Config) -> dict[str, Path]:
     return files
 
 
+# keys added to `train` after runs were committed: left out of a run's fingerprint at
+# their defaults, which compute exactly what the code did before the keys existed
+LATER_TRAIN_KEYS = ("precision", "compile")
+
+
 def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     """Everything that changes a run's numbers; a checkpoint is resumed only on a match.
 
@@ -76,8 +75,9 @@ def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     outlives code changes; by file, so a mismatch can say which file changed.
     """
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
-    train = {k: v for k, v in cfg.to_dict()["train"].items()  # newer keys at their defaults:
-             if k not in FINGERPRINT_DEFAULTS or FINGERPRINT_DEFAULTS[k] != v}  # left out
+    defaults = vars(TrainConfig())
+    train = {k: v for k, v in cfg.to_dict()["train"].items()
+             if k not in LATER_TRAIN_KEYS or v != defaults[k]}
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": train,
            "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers

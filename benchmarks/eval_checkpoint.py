@@ -5,27 +5,41 @@ Two parts, both on the prepared data of the current pipeline (run `dvc repro` fi
 1. The widest default entry: the time per checkpoint of the error passes and of
    the bounds, averaged over all its checkpoints, and the ratio to one training
    epoch measured in the same process.
-2. The Lipschitz constants at other widths (default 32, 128, 200): CONV-3-W is
+2. With --original PATH (a clone of the original study's code,
+   https://github.com/lianegalanti/gen): one CONV-3-W checkpoint (default W = 128)
+   evaluated side by side, in this process (same threads and kernels), by this
+   project (error passes and every bound, cold) and by the original code (its five
+   bound functions and its train and test passes, as its training loop runs them
+   at every saved epoch, on the same weights and the same digits written as MNIST
+   IDX files), with the FLOP floor of the forward passes at the measured matmul rate.
+3. The Lipschitz constants at other widths (default 32, 128, 200): CONV-3-W is
    trained for a few epochs into a temporary folder (a checkpoint per epoch),
    and for every checkpoint, cold (nothing carried over from the previous one),
    it times sigma_upper (the Fourier-symbol bound), sigma_lower (dense or Lanczos) and the
    whole bounds part (both sigmas and all five bounds).
 
     python benchmarks/eval_checkpoint.py [--entry 3-32-0] [--widths 32 128 200] [--epochs 3]
+        [--original PATH --original-width 128]
 """
 
 import argparse
 import dataclasses
+import importlib
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+from paper_scale import forward_flops
 
 from normbounds import bounds, checkpoints
 from normbounds.config import Entry, load_params
-from normbounds.data import load_split
-from normbounds.evaluate import evaluate_run
+from normbounds.data import load_split, load_splits
+from normbounds.datasets import write_mnist_files
+from normbounds.evaluate import evaluate_model, evaluate_run
 from normbounds.fourier import fourier_upper
 from normbounds.io import read_json
 from normbounds.lipschitz import converged_lower
@@ -74,9 +88,104 @@ def sigma_times(model, cfg, stats, patch_norms) -> tuple[float, float, float]:
     return upper, lower, time.perf_counter() - t0
 
 
-def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+def short_run(cfg, epochs: int):
+    """cfg with a few epochs, a checkpoint after each, no learning-rate steps."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(
         cfg.train, epochs=epochs, milestones=(), save_every=1))
+
+
+def matmul_rate(dtype: torch.dtype) -> float:
+    """The best of five 2048 x 2048 matrix products here, in GFLOP/s."""
+    a = torch.randn(2048, 2048, dtype=dtype)
+    a @ a
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def original_net(clone: Path, model, settings):
+    """The original study's ConvNet_WN_3 (from the clone) holding `model`'s weights (its
+    biases, which this project's CONV-L-H has not, set to zero)."""
+    sys.path.insert(0, str(clone))
+    net = importlib.import_module("models.convnet_wn_3").ConvNet_WN_3(settings)
+    with torch.no_grad():
+        for mine, theirs in zip(model.convs, (net.conv1, net.conv2, net.conv3), strict=True):
+            weight = mine.parametrizations.weight
+            theirs.weight_g.copy_(weight.original0.reshape(()))
+            theirs.weight_v.copy_(weight.original1)
+            theirs.bias.zero_()
+        net.fc.weight.copy_(model.head.weight)
+        net.fc.bias.zero_()
+        net(torch.zeros(1, 1, 28, 28))  # weight norm recomputes .weight on a forward pass
+    return net
+
+
+def time_original(clone: Path, model, m: int, loss: str, folder: Path) -> dict[str, float]:
+    """Seconds of each part of the original code's evaluation of one saved epoch, in the
+    order its training loop runs them; its data from folder/data (MNIST IDX files)."""
+    settings = SimpleNamespace(dataset_name="MNIST", set_size=m, num_output_classes=10,
+                               num_input_channels=1, width=model.arch.width, device="cpu",
+                               loss={"mse": "MSE", "ce": "CE"}[loss], mean=0.1307, std=0.3081)
+    net = original_net(clone, model, settings)
+    utils, train = importlib.import_module("utils"), importlib.import_module("train")
+    here = Path.cwd()
+    os.chdir(folder)  # the original reads ./data
+    try:
+        loaders = [getattr(utils, f"get_{name}_dataloader")(
+            "MNIST", settings.mean, settings.std, settings, num_workers=2, batch_size=32,
+            shuffle=True) for name in ("training", "test")]
+        parts = {"ours": lambda: utils.our_total_bound(net, loaders[0], settings),
+                 "golowich": lambda: utils.golowich_total_bound(net, settings, loaders[0]),
+                 "ledent": lambda: utils.ledent_total_bound(net, settings, loaders[0]),
+                 "sedghi": lambda: utils.sedghi_total_bound(net, settings),
+                 "graf": lambda: utils.graf_total_bound(net, loaders[0], settings),
+                 "train pass": lambda: train.eval_training(0, net, loaders[0], settings),
+                 "test pass": lambda: train.eval_training(0, net, loaders[1], settings)}
+        times = {}
+        for name, part in parts.items():
+            start = time.perf_counter()
+            part()
+            times[name] = time.perf_counter() - start
+        return times
+    finally:
+        os.chdir(here)
+
+
+def side_by_side(cfg, paths, stats, train, test, clone: Path, width: int, epochs: int) -> None:
+    """This project's and the original code's evaluation of one CONV-3-width checkpoint."""
+    raw_train, raw_test = load_splits(cfg.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "run"
+        entry = Entry(3, width, 0)
+        train_entry(short_run(cfg, epochs), entry, train, arch_for(3, width, cfg.model, stats),
+                    folder, file_digest(paths.train_data), log=lambda _: None)
+        model, _ = checkpoints.load(checkpoints.list_epochs(folder)[-1][1])
+        write_mnist_files(Path(tmp) / "data", *[(s.x[:, 0].numpy(), s.y.numpy())
+                                                 for s in (raw_train, raw_test)])
+        timings: dict[str, float] = {}
+        evaluate_model(model, stats, cfg, train, test, cfg.train.loss, None, timings)
+        theirs = time_original(clone, model, stats["m"], cfg.train.loss, Path(tmp))
+    mine = timings["errors"] + timings["bounds"]
+    total = sum(theirs.values())
+    flops = forward_flops(width) * (len(train) + len(test))
+    print(f"\nCONV-3-{width} after {epochs} epochs, m = {stats['m']} + {len(test)} test"
+          f" digits, {torch.get_num_threads()} threads, cold (seconds)")
+    print("original code: " + ", ".join(f"{k} {v:.2f}" for k, v in theirs.items())
+          + f"; total {total:.2f}")
+    print(f"this project: error passes {timings['errors']:.2f}, bounds {timings['bounds']:.2f};"
+          f" total {mine:.2f}")
+    print(f"ratio (original / this project): {total / mine:.2f}")
+    for dtype in (torch.float32, torch.float64):
+        rate = matmul_rate(dtype)
+        print(f"floor: the forward passes are {flops / 1e12:.3f} TFLOP: {flops / rate / 1e9:.2f} s"
+              f" at this machine's {str(dtype)[6:]} matmul rate ({rate:.0f} GFLOP/s)")
+
+
+def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
+    cfg = short_run(cfg, epochs)
     digest = file_digest(paths.train_data)
     print(f"\nLipschitz constants per checkpoint, cold, CONV-3-W after 0..{epochs} epochs"
           f" (seconds; lower = dense or Lanczos from the plane-wave start; bounds = both sigmas"
@@ -109,12 +218,18 @@ def main() -> None:
     parser.add_argument("--entry", default=widest.name)
     parser.add_argument("--widths", type=int, nargs="*", default=[32, 128, 200])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--original", type=Path, default=None,
+                        help="a clone of https://github.com/lianegalanti/gen: time it side by side")
+    parser.add_argument("--original-width", type=int, default=128)
     args = parser.parse_args()
     device = resolve_device(cfg.base.device)
     stats = read_json(paths.stats)
     train = load_split(paths.train_data).to(device)
     test = load_split(paths.test_data).to(device)
     default_entry(cfg, paths, Entry.parse(args.entry), stats, train, test, device)
+    if args.original:
+        side_by_side(cfg, paths, stats, train, test, args.original, args.original_width,
+                     args.epochs)
     if args.widths:
         widths_table(cfg, paths, stats, train, args.widths, args.epochs)
 

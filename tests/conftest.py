@@ -6,7 +6,6 @@ import hashlib
 import os
 import pickle
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +15,9 @@ import pytest
 import yaml
 
 from normbounds.config import parse_params
+from normbounds.datasets import write_mnist_files
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An uncompressed IDX file (the MNIST format): magic, big-endian dims, uint8 data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    magic = 0x0800 + array.ndim  # 0x08: unsigned byte
-    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def write_mnist(root: Path, folder: str, n_train: int, n_test: int, seed: int = 0) -> dict:
@@ -35,9 +27,8 @@ def write_mnist(root: Path, folder: str, n_train: int, n_test: int, seed: int = 
     for split, n in (("train", n_train), ("t10k", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = np.arange(n, dtype=np.uint8) % 10
-        write_idx(root / folder / "raw" / f"{split}-images-idx3-ubyte", images)
-        write_idx(root / folder / "raw" / f"{split}-labels-idx1-ubyte", labels)
         out[split] = (images, labels)
+    write_mnist_files(root, out["train"], out["t10k"], folder)
     return out
 
 

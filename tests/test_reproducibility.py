@@ -66,6 +66,18 @@ def test_the_package_pins_the_kernels_before_torch_loads():
     assert out == ["DEFAULT", KERNEL_ENV["ONEDNN_MAX_CPU_ISA"], KERNEL_ENV["MKL_CBWR"]]
 
 
+def test_mkl_runs_the_pinned_branch_on_this_cpu():
+    """MKL falls back to AUTO (the CPU's own code path) for a branch the CPU's vendor is
+    not served by; its verbose log names the branch a product really ran on."""
+    code = ("import normbounds, torch; a = torch.ones(64, 64, dtype=torch.float64);"
+            " torch.set_num_threads(1); a @ a")
+    env = {**subprocess_env(MKL_VERBOSE="1", MKL_CBWR="AUTO")}
+    env.pop(NATIVE_SWITCH, None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "DGEMM" in out and f"CNR:{KERNEL_ENV['MKL_CBWR']} " in out
+
+
 def test_torch_imported_first_is_one_line_error(tmp_path: Path):
     """A program that loads torch before normbounds gets unpinned kernels: the stage
     set-up refuses, naming the fix."""

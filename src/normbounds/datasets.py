@@ -99,6 +99,24 @@ def _mnist_like(cfg: DataConfig, train: bool) -> Split:
     return Split(ds.data.unsqueeze(1), ds.targets.long())  # (N, 1, 28, 28)
 
 
+def write_mnist_files(root: Path, train: tuple[np.ndarray, np.ndarray],
+                      test: tuple[np.ndarray, np.ndarray], folder: str = "MNIST") -> None:
+    """Write two splits, each (images (N, 28, 28), labels (N,)) of uint8, as the four
+    uncompressed IDX files that torchvision's MNIST (or FashionMNIST, by `folder`) reads
+    from root/<folder>/raw without downloading (the machine that runs the paper
+    profile may have no network)."""
+    for name, (images, labels) in (("train", train), ("t10k", test)):
+        _write_idx(root / folder / "raw" / f"{name}-images-idx3-ubyte", images)
+        _write_idx(root / folder / "raw" / f"{name}-labels-idx1-ubyte", labels)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file: magic (0x08 = unsigned byte, then the rank), big-endian dims, data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dims = np.array(array.shape, dtype=">u4").tobytes()
+    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + dims + array.astype(np.uint8).tobytes())
+
+
 def _cifar10(cfg: DataConfig, train: bool) -> Split:
     import torchvision.datasets as tvd
 

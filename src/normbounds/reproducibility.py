@@ -6,7 +6,7 @@ oneDNN (convolutions), ATen's own vectorised kernels (elementwise ops, reduction
 and MKL (matrix products, LAPACK). Each reads an environment variable once, when it
 first runs a kernel. The package sets them when it is imported, so any program
 that imports `normbounds` before `torch` (every stage does) runs the same kernels
-on every x86-64 CPU with SSE4.2 (x86-64-v2: Intel since 2008, AMD since 2011): the
+on every x86-64 CPU with SSE4.1 (every x86-64-v2 CPU: Intel since 2008, AMD since 2011): the
 same low level in each library, which every such CPU has.
 
 With `base.threads` (the same number on every machine) and deterministic
@@ -29,9 +29,11 @@ import sys
 KERNEL_ENV: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN: no AVX, AVX2 or AVX-512 JIT kernels
     "ATEN_CPU_CAPABILITY": "default",  # ATen: the kernels built for baseline x86-64
-    # MKL: conditional numerical reproducibility on its SSE4.2 code path (COMPATIBLE, the
-    # SSE2 one, made the float64 eigen- and conv work of the bounds 2x slower here)
-    "MKL_CBWR": "SSE4_2",
+    # MKL: conditional numerical reproducibility on its SSE2 code path, the one branch MKL
+    # honours on every x86-64 CPU: on a non-Intel CPU it replaces SSE4_2, AVX2, ... by
+    # AUTO, the CPU's own path (MKL_VERBOSE printed CNR:AUTO for them on this project's
+    # AMD machine), so Intel and AMD machines would round differently
+    "MKL_CBWR": "COMPATIBLE",
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # cuBLAS: deterministic GEMMs under CUDA
 }
 NATIVE_SWITCH = "NORMBOUNDS_NATIVE_KERNELS"

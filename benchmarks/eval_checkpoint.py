@@ -1,6 +1,6 @@
 """Per-checkpoint evaluation cost, run by hand (`make bench`).
 
-Two parts, both on the prepared data of the current pipeline (run `dvc repro` first):
+Three parts, all on the prepared data of the current pipeline (run `dvc repro` first):
 
 1. The widest default entry: the time per checkpoint of the error passes and of
    the bounds, averaged over all its checkpoints, and the ratio to one training

@@ -78,6 +78,18 @@ def test_mkl_runs_the_pinned_branch_on_this_cpu():
     assert "DGEMM" in out and f"CNR:{KERNEL_ENV['MKL_CBWR']} " in out
 
 
+def test_openblas_runs_the_pinned_kernels_on_this_cpu():
+    """scipy's OpenBLAS (Lanczos' tridiagonal eigensolver) names the kernels it loaded."""
+    code = "import normbounds, scipy.linalg"
+    env = {**subprocess_env(OPENBLAS_VERBOSE="2", OPENBLAS_CORETYPE="Haswell")}
+    env.pop(NATIVE_SWITCH, None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)
+    cores = [line for line in (proc.stdout + proc.stderr).splitlines() if "Core:" in line]
+    assert cores and all(line.strip() == f"Core: {KERNEL_ENV['OPENBLAS_CORETYPE']}"
+                         for line in cores)
+
+
 def test_torch_imported_first_is_one_line_error(tmp_path: Path):
     """A program that loads torch before normbounds gets unpinned kernels: the stage
     set-up refuses, naming the fix."""

@@ -3,8 +3,9 @@
 Three libraries inside torch choose CPU kernels by the CPU they find, and the
 choice changes float results (wider vectors sum in another order, FMA or not):
 oneDNN (convolutions), ATen's own vectorised kernels (elementwise ops, reductions)
-and MKL (matrix products, LAPACK). Each reads an environment variable once, when it
-first runs a kernel. The package sets them when it is imported, so any program
+and MKL (matrix products, LAPACK); so does OpenBLAS inside numpy and scipy (scipy's
+tridiagonal eigensolver in Lanczos). Each reads an environment variable once, when
+it first runs a kernel or loads. The package sets them when it is imported, so any program
 that imports `normbounds` before `torch` (every stage does) runs the same kernels
 on every x86-64 CPU with SSE4.1 (every x86-64-v2 CPU: Intel since 2008, AMD since 2011): the
 same low level in each library, which every such CPU has.
@@ -34,6 +35,8 @@ KERNEL_ENV: dict[str, str] = {
     # AUTO, the CPU's own path (MKL_VERBOSE printed CNR:AUTO for them on this project's
     # AMD machine), so Intel and AMD machines would round differently
     "MKL_CBWR": "COMPATIBLE",
+    # OpenBLAS (numpy's and scipy's copies): the Nehalem kernels, not the CPU's own
+    "OPENBLAS_CORETYPE": "Nehalem",
     "CUBLAS_WORKSPACE_CONFIG": ":4096:8",  # cuBLAS: deterministic GEMMs under CUDA
 }
 NATIVE_SWITCH = "NORMBOUNDS_NATIVE_KERNELS"

@@ -55,14 +55,20 @@ def test_threads_and_the_cpu_level_of_the_environment_change_no_byte(prepared: P
     assert _train(prepared, threads=2, **other_cpu) == reference
 
 
+def _pinned_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -c code` in a fresh process with the package's pins (NATIVE_SWITCH
+    unset) and `env` asking for other kernels."""
+    full = {k: v for k, v in subprocess_env(**env).items() if k != NATIVE_SWITCH}
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
+                          text=True, check=True)
+
+
 def test_the_package_pins_the_kernels_before_torch_loads():
     code = ("import os, normbounds, torch; torch.ones(3).sum();"
             " print(torch.backends.cpu.get_cpu_capability(),"
             " os.environ['ONEDNN_MAX_CPU_ISA'], os.environ['MKL_CBWR'])")
-    env = {**subprocess_env(ONEDNN_MAX_CPU_ISA="AVX512_CORE", ATEN_CPU_CAPABILITY="avx2")}
-    env.pop(NATIVE_SWITCH, None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = _pinned_python(code, ONEDNN_MAX_CPU_ISA="AVX512_CORE",
+                         ATEN_CPU_CAPABILITY="avx2").stdout.split()
     assert out == ["DEFAULT", KERNEL_ENV["ONEDNN_MAX_CPU_ISA"], KERNEL_ENV["MKL_CBWR"]]
 
 
@@ -71,21 +77,15 @@ def test_mkl_runs_the_pinned_branch_on_this_cpu():
     not served by; its verbose log names the branch a product really ran on."""
     code = ("import normbounds, torch; a = torch.ones(64, 64, dtype=torch.float64);"
             " torch.set_num_threads(1); a @ a")
-    env = {**subprocess_env(MKL_VERBOSE="1", MKL_CBWR="AUTO")}
-    env.pop(NATIVE_SWITCH, None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout
+    out = _pinned_python(code, MKL_VERBOSE="1", MKL_CBWR="AUTO").stdout  # MKL logs here
     assert "DGEMM" in out and f"CNR:{KERNEL_ENV['MKL_CBWR']} " in out
 
 
 def test_openblas_runs_the_pinned_kernels_on_this_cpu():
     """scipy's OpenBLAS (Lanczos' tridiagonal eigensolver) names the kernels it loaded."""
     code = "import normbounds, scipy.linalg"
-    env = {**subprocess_env(OPENBLAS_VERBOSE="2", OPENBLAS_CORETYPE="Haswell")}
-    env.pop(NATIVE_SWITCH, None)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, check=True)
-    cores = [line for line in (proc.stdout + proc.stderr).splitlines() if "Core:" in line]
+    out = _pinned_python(code, OPENBLAS_VERBOSE="2", OPENBLAS_CORETYPE="Haswell").stderr
+    cores = [line for line in out.splitlines() if "Core:" in line]
     assert cores and all(line.strip() == f"Core: {KERNEL_ENV['OPENBLAS_CORETYPE']}"
                          for line in cores)
 

@@ -1,5 +1,5 @@
-"""Stage `figures`: results/<entry>.csv -> Figure 1, bounds vs width, layer norms, summary,
-the DVC plot template."""
+"""Stage `figures`: results/<entry>.csv -> Figure 1 (as printed), the valid bounds beside it,
+bounds vs width, layer norms, summary, the DVC plot template."""
 
 from normbounds import plots
 from normbounds.reports import load_results, summary, write_summary
@@ -11,6 +11,7 @@ def main() -> None:
     cfg = stage_config(paths)
     results = load_results(paths, cfg.entries())
     plots.figure1(results, paths.figure1_png, paths.figure1_pdf)
+    plots.figure_valid(results, paths.figure_valid)
     plots.bounds_vs_width(results, paths.bounds_vs_width)
     plots.layer_norms(results, paths.layer_norms)
     plots.write_vega_template(paths.vega_template)

@@ -37,6 +37,21 @@ def ones_net() -> ConvNet:
 ONES_STATS = {"m": 100, "num_classes": 2, "P": 100.0, "S": 40.0}
 
 
+def graf_by_hand(k_s: list[int], k_b: list[int], S: float, m: int, n_max: int,
+                 gamma: float = 1.0, delta: float = 1e-3) -> float:
+    """graf from its grid indices (s_l = q^k_s, b_l = q^k_b, q = 65/64), term by term:
+    2 (4/m + 12 H_{m-1} / sqrt(m) sqrt(log 2 N_max) (sum_l ceil(C_l^(2/3)))^(3/2))
+    + 3 sqrt((log(2 / delta) + sum_k log(3/2 (|k| + 1)(|k| + 2))) / (2 m))."""
+    q = 65 / 64
+    s, b = [q ** k for k in k_s], [q ** k for k in k_b]
+    c = [4 / gamma * S / math.sqrt(m) * math.prod(s[:i] + s[i + 1:]) * b[i] for i in range(len(s))]
+    harmonic = math.fsum(1 / k for k in range(1, m))
+    r = 4 / m + 12 * harmonic / math.sqrt(m) * math.sqrt(math.log(2 * n_max)) * sum(
+        math.ceil(v ** (2 / 3)) for v in c) ** 1.5
+    cost = sum(math.log(1.5 * (abs(k) + 1) * (abs(k) + 2)) for k in k_s + k_b)
+    return 2 * r + 3 * math.sqrt((math.log(2 / delta) + cost) / (2 * m))
+
+
 def test_hand_computed_example():
     out = bounds.compute(ones_net(), torch.ones(100, 1, 4, 4), stats=ONES_STATS, params=TIGHT)
     # sides 4 -> 3 -> 2; D = 3; Frobenius norms 2, 2, ||head||_F = sqrt(8) = 2 sqrt 2
@@ -65,9 +80,20 @@ def test_hand_computed_example():
     assert out["golowich"] == pytest.approx(262.29675600549245, rel=1e-12)
     # long_sedghi = 3 ((2 + sqrt2) 3 (2 sqrt2))^(1/3) sqrt(16/100) + sqrt(log(1000)/100)
     assert out["long_sedghi"] == pytest.approx(3.9483584009409016, rel=1e-10)
-    # graf: C_l = 4 * (40/10) * prod(sigma) * 4 / sigma_l = 64 prod(sigma) / sigma_l, N_max = 8
-    #   2 (4/100 + 12 log(100)/10 sqrt(log 16) (sum_l C_l^(2/3))^(3/2)) + 3 sqrt(log(2000)/200)
-    assert out["graf"] == pytest.approx(57848.52534618543, rel=1e-10)
+    # graf: sigma = (2 + sqrt2, 3, 2 sqrt2) rounded up to the grid q^k, q = 65/64: k = (80, 71,
+    # 68); the (2,1) norms 4 -> k = 90; C_l = 4 * (40/10) * prod_{j != l} s_j * b_l, N_max = 8
+    assert out["graf"] == pytest.approx(graf_by_hand([80, 71, 68], [90] * 3, S=40, m=100,
+                                                     n_max=8), rel=1e-12)
+    # corrected: the head's blocks (class, position) are scalars, ||W_D||_blk = 8, so
+    # rho_c = 8 * 2 * 2 = 32; K = log C + log n_L^2 + log pred_1 + log pred_2 = log 2 + 3 log 4
+    #   4 * 33 / 100 * (1 + sqrt(2 (3 log2 + log 2 + 3 log 4))) * sqrt(16 * 100)
+    #   + 3 sqrt(log(2 * 34^2 / 0.001) / 200) = 250.2021
+    assert (out["head_block_norm"], out["rho_corrected"]) == pytest.approx((8, 32))
+    assert out["ours_corrected"] == pytest.approx(250.20214582613792, rel=1e-12)
+    # golowich corrected: head rows 2 + 2, rho_Gc = 4 * (2 * 3) * (2 * 2) = 96
+    #   4 * 97 / 100 * (1 + sqrt(8 log 2)) * 40 + 3 sqrt(log(2 * 98^2 / 0.001) / 200) = 521.5368
+    assert out["rho_golowich_corrected"] == pytest.approx(96)
+    assert out["golowich_corrected"] == pytest.approx(521.5367986122617, rel=1e-12)
     # ledent: a = (2, 2, 2 sqrt2), d = (4, 3, 1), b = (2, 8, 32, gamma = 1)
     #   rho_1+ = max(3/32, 3 * 2 sqrt2 / 1) * 3 = 18 sqrt2; rho_2+ = 2 sqrt2 * 1; rho_3+ = 1
     #   r = (2 * 18 sqrt2 * 2, 8 * 2 sqrt2 * 2, 32 * 1 * 2 sqrt2) = (72, 32, 64) sqrt2
@@ -91,13 +117,9 @@ def test_hand_computed_example_certified():
     # long_sedghi = 3 (4 * 4 * 2 sqrt2)^(1/3) sqrt(16 / 100) + sqrt(log(1000) / 100)
     ls = 3 * (32 * SQ2) ** (1 / 3) * 0.4 + math.sqrt(math.log(1000) / 100)
     assert out["long_sedghi"] == pytest.approx(ls, rel=1e-12)
-    # graf: prod sigma = 32 sqrt2; C_l = 4 * 4 * prod * l21_l / sigma_l with l21 = (4, 4, 4)
-    #   = (64 * 32 sqrt2 / 4, same, 64 * 32 sqrt2 / (2 sqrt2)) = (512 sqrt2, 512 sqrt2, 1024)
-    c = [512 * SQ2, 512 * SQ2, 1024.0]
-    r_graf = 4 / 100 + 12 * math.log(100) / 10 * math.sqrt(math.log(16)) * sum(
-        v ** (2 / 3) for v in c) ** 1.5
-    assert out["graf"] == pytest.approx(2 * r_graf + 3 * math.sqrt(math.log(2000) / 200),
-                                        rel=1e-12)
+    # graf: sigma = (4, 4, 2 sqrt2) on the grid: k = (90, 90, 68); (2,1) norms 4: k = 90
+    assert out["graf"] == pytest.approx(graf_by_hand([90, 90, 68], [90] * 3, S=40, m=100,
+                                                     n_max=8), rel=1e-12)
     # ledent: rho_1+ = max(4 / 32, 4 * 2 sqrt2 / 1) * 3 = 24 sqrt2, rho_2+ = 2 sqrt2, rho_3+ = 1
     #   r = (2 * 24 sqrt2 * 2, 8 * 2 sqrt2 * 2, 32 * 1 * 2 sqrt2) = (96, 32, 64) sqrt2
     #   Gamma = max(96 sqrt2 * 9, 32 sqrt2 * 4, 64 sqrt2 * 2) = 864 sqrt2, Wbar = 9
@@ -264,6 +286,11 @@ def test_a_non_finite_bound_is_explained_in_the_row():
     with torch.no_grad():
         net.convs[1].weight.zero_()
     out = bounds.compute(net, x, stats=stats, params=TIGHT)
-    assert out["graf"] == pytest.approx(2 * 4 / 20 + 3 * math.sqrt(math.log(2000) / 40))
+    # graf's grid has no 0: the zero layer's sigma and (2,1) norm are rounded up to q^0 = 1
+    sigmas = [out[f"sigma_l{i}"] for i in (1, 2, 3)]
+    l21s = [out[f"l21_l{i}"] for i in (1, 2, 3)]
+    assert sigmas[1] == l21s[1] == 0.0
+    assert out["graf"] == formulas.graf([sigmas[0], 1.0, sigmas[2]], [l21s[0], 1.0, l21s[2]],
+                                        2.0, 20, out["n_max"], 1.0, 0.001)
     assert math.isfinite(out["ours"]) and math.isnan(out["ledent"])
     assert out["notes"] == "ledent: undefined (a layer's input patches are all zero)"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from normbounds import bounds, cli
+from normbounds import bounds, cli, formulas
 
 USER_MODULE = '''
 from torch import nn
@@ -57,7 +57,8 @@ def _numbers(row: dict) -> dict:
     return {k: v for k, v in row.items() if isinstance(v, (int, float))}
 
 
-def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, tmp_path):
+def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, tmp_path,
+                                                                    capsys):
     model, x = user_files
     api = bounds.compute(model, x)
     row = cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data", "images",
@@ -66,7 +67,15 @@ def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, 
         assert row[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved["ours"] == row["ours"] and saved["certificate"] == row["certificate"]
-    assert row["certificate"] == row["margin_error"] + row["ours"]
+    assert row["certificate"] == row["margin_error"] + row["ours_corrected"]
+    # the printed table names every bound's status beside its value
+    lines = {line.split("|")[1].strip(): line.split("|")[3].strip()
+             for line in capsys.readouterr().out.splitlines()[2:]}
+    assert {name: lines[name] for name in formulas.BOUND_NAMES} == {
+        "ours": "printed", "ours_corrected": "theorem", "golowich": "printed",
+        "golowich_corrected": "theorem", "long_sedghi": "proxy", "graf": "theorem",
+        "ledent": "fixed-class"}
+    assert lines["train_error"] == ""
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script and save
@@ -76,7 +85,7 @@ def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path
     torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
     row = cli.run(["bounds", "model.ts", "--data", "data.pt", "--out", "out.csv"])
     api = bounds.compute(model, x)
-    for key in ("ours", "golowich", "long_sedghi", "graf", "ledent", "data_p", "b_l1"):
+    for key in (*formulas.BOUND_NAMES, "data_p", "b_l1"):
         assert row[key] == pytest.approx(api[key], rel=1e-12), key
     assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith("train_error,")
 

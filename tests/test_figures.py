@@ -24,7 +24,8 @@ def _write_results(paths: Paths) -> None:
             test_error = 0.1 if epoch == 5 else 0.4 / (epoch + 1)
             row = {"epoch": epoch, "train_error": train_error, "test_error": test_error,
                    "gap": test_error - train_error, "margin_error": 0.2, "ours": 0.5 * scale,
-                   "certificate": 0.2 + 0.5 * scale, "golowich": 100.0 * scale,
+                   "ours_corrected": 2.0 * scale, "golowich_corrected": 400.0 * scale,
+                   "certificate": 0.2 + 2.0 * scale, "golowich": 100.0 * scale,
                    "long_sedghi": 3.0 * scale, "graf": 50.0 * scale, "ledent": 1e4 * scale}
             row |= {f"{k}_l{i}": float(i + epoch + 1) for k in ("fro", "sigma")
                     for i in (1, 2, 3)}
@@ -53,9 +54,25 @@ def test_figure1_has_one_panel_per_entry_and_marks_hidden_points(tmp_path, resul
     assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.pdf").stat().st_size > 0
 
 
+def test_the_valid_figure_draws_theorems_solid_and_figure1_dashes_the_rest(tmp_path, results):
+    fig = plots.figure_valid(results, tmp_path / "v.png")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == [formulas.label(k) for k in plots.VALID_CURVES]
+    assert labels[:3] == ["Our bound, corrected", "Golowich et al., corrected", "Graf et al. 2022"]
+    assert "Certificate (margin error + corrected bound)" in labels
+    figure1 = plots.figure1(results, tmp_path / "f.png")
+    styles = {line.get_label(): line.get_linestyle() for line in figure1.axes[0].lines}
+    # the paper's five curves: only graf is a theorem, the others say what they are, dashed
+    assert [formulas.label(k) for k in formulas.FIGURE1] == [
+        "Our bound [printed]", "Golowich et al. 2020 [printed]", "Long & Sedghi 2020 [proxy]",
+        "Graf et al. 2022", "Ledent et al. 2021 [fixed-class]"]
+    assert styles["Graf et al. 2022"] == "-" and styles["Our bound [printed]"] == "--"
+    assert (tmp_path / "v.png").stat().st_size > 0
+
+
 def test_other_figures(tmp_path, results):
     fig = plots.bounds_vs_width(results, tmp_path / "w.png")
-    assert [len(ax.lines) for ax in fig.axes] == [5]
+    assert [len(ax.lines) for ax in fig.axes] == [len(formulas.BOUND_NAMES)]
     fig = plots.layer_norms(results, tmp_path / "n.png")
     assert [len(ax.lines) for ax in fig.axes] == [6, 6]  # 3 layers x (Frobenius, sigma)
     assert (tmp_path / "w.png").is_file() and (tmp_path / "n.png").is_file()
@@ -67,7 +84,13 @@ def test_summary_matches_the_last_rows(results):
     row = table.iloc[1]  # width 8: ours 0.5 * 8 * (1, 2) -> mean 6, half range 2
     assert row["ours"] == pytest.approx(6.0) and row["ours_spread"] == pytest.approx(2.0)
     assert row["test_error"] == pytest.approx(0.1) and row["seeds"] == 2
-    assert row["golowich_over_ours"] == pytest.approx(200.0)
-    assert not row["non_vacuous"]  # certificates 4.2 and 8.2
+    assert row["golowich_over_ours_corrected"] == pytest.approx(50.0)
+    assert row["ours_over_ours_corrected"] == pytest.approx(0.25)
+    assert not row["non_vacuous"]  # certificates 16.2 and 32.2
     markdown = re.sub(" +", " ", summary_markdown(table))  # tabulate pads the columns
     assert "| CONV-2-8 | 2 |" in markdown and "6 ± 2" in markdown
+    # one row per bound with its status: ours (printed) at width 4: 0.5 * 4 * (1, 2)
+    assert "| ours | printed | 3 ± 1 | 6 ± 2 |" in markdown
+    assert "| ours_corrected | theorem | 12 ± 4 | 24 ± 8 |" in markdown
+    assert "| ledent | fixed-class | 0.25 | 0.25 |" not in markdown  # ratios: own table
+    assert "| ledent | fixed-class | 5e+03 | 5e+03 |" in markdown

@@ -42,9 +42,9 @@ def test_dense_network_is_one_node_per_layer_and_ours_equals_golowich():
 
 @pytest.mark.parametrize(("kernel", "stride", "deg", "pred"), [
     (2, 1, 4, 4),  # overlapping patches: the paper's
-    (2, 2, 1, 4),  # non-overlapping
+    (2, 2, 4, 4),  # non-overlapping: deg is the in-degree |pred|, not ceil(k / s)^2
     (3, 1, 9, 9),
-    (3, 2, 4, 9),  # ceil(3 / 2)^2
+    (3, 2, 9, 9),
 ])
 def test_conv_variants_deg_and_pred(kernel, stride, deg, pred):
     specs = describe(ConvNet(Arch((1, 16, 16), 10, 2, 3, kernel, stride)))

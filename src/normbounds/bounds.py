@@ -15,9 +15,10 @@ from torch import nn
 from normbounds.config import BoundConfig, Config
 from normbounds.data import data_statistics
 from normbounds.errors import ConvergenceError, InputError
-from normbounds.formulas import BOUND_NAMES, BOUNDS, Ingredients, _exp, _log
+from normbounds.formulas import BOUND_NAMES, BOUNDS, Ingredients
 from normbounds.layers import (
     LayerSpec,
+    block_norm,
     filter_norm_sum,
     frobenius,
     l21,
@@ -29,6 +30,7 @@ from normbounds.lipschitz import (
     reshaped_norm,
     spectral_norm,
 )
+from normbounds.logspace import exp, log
 from normbounds.network import Network, describe, eval_mode, read_network
 from normbounds.runtime import progress
 
@@ -152,12 +154,18 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
         patch_norms = measure_patch_norms(network, train_x.to(device),
                                           network.batch_size(bc.eval_batch_size))
     m, n_classes, d = int(stats["m"]), int(n_classes), len(specs)
-    convs = specs[:-1]  # conv or dense hidden layers
-    # a dense first layer sees the whole image as one patch: P = S^2 (spec, FC layers)
-    data_p = stats["S"] ** 2 if specs[0].kind == "fc" else stats["P"]
+    hidden, head = specs[:-1], specs[-1]  # conv or dense hidden layers, the head
+    # a dense first layer (or a head reading the input) sees the whole image as one
+    # position: P = S^2 (docs/bounds.md, "Fully connected layers")
+    data_p = stats["S"] ** 2 if specs[0].kind != "conv" else stats["P"]
     fro = [frobenius(s.weight) for s in specs]
-    log_rho = sum(_log(f) for f in fro)  # -inf for a zero layer: rho = 0
-    log_rho_g = log_rho + sum(toeplitz_log_factor(s) for s in specs)  # Toeplitz norms
+    log_rho = sum(log(f) for f in fro)  # -inf for a zero layer: rho = 0
+    log_hidden = sum(log(f) for f in fro[:-1])  # prod_{l<D} ||W_l||_F
+    log_toeplitz = sum(log(f) + toeplitz_log_factor(s)  # prod_{l<D} ||T_l||_F
+                       for f, s in zip(fro[:-1], hidden, strict=True))
+    # the corrected bounds' heads: blocks (class, position), and the rows
+    head_blk, head_rows = block_norm(head.weight, head.pred), block_norm(head.weight, 1)
+    log_rho_c = log_hidden + log(head_blk)
     both = lipschitz_constants(specs, bc, warm)
     sigmas = chosen_sigmas(both, specs, bc)
     refs = _reference_weights(specs, reference, network.in_shape)
@@ -170,11 +178,15 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
         "m": m, "num_classes": n_classes, "depth_d": d, "n_params": n_params, "n_max": n_max,
         "a_max": max(s.n_inputs for s in specs),  # the head's input is the last conv output
         "data_p": data_p,
-        "data_s": stats["S"], "rho": _exp(log_rho), "log_rho": log_rho,
-        "rho_golowich": _exp(log_rho_g)}
+        "data_s": stats["S"], "rho": exp(log_rho), "log_rho": log_rho,
+        "rho_corrected": exp(log_rho_c), "head_block_norm": head_blk,
+        "rho_golowich": exp(log_toeplitz + log(fro[-1])),
+        "rho_golowich_corrected": exp(log_toeplitz + log(head_rows))}
     ingredients = Ingredients(
-        log_rho=log_rho, log_rho_g=log_rho_g, depth_d=d, degs=[s.deg for s in convs],
-        preds=[s.pred for s in convs], num_classes=n_classes, P=data_p, S=stats["S"], m=m,
+        log_rho=log_rho, log_rho_c=log_rho_c, log_rho_g=log_toeplitz + log(fro[-1]),
+        log_rho_gc=log_toeplitz + log(head_rows), depth_d=d, degs=[s.deg for s in hidden],
+        preds=[s.pred for s in hidden], head_positions=head.pred, num_classes=n_classes,
+        P=data_p, S=stats["S"], m=m,
         gamma=bc.gamma, delta=bc.delta, sigmas=sigmas, n_params=n_params, n_max=n_max,
         l21s=l21s, a=a, b=patch_norms, sides_in=[s.side_in for s in specs],
         positions=[s.positions for s in specs], out_channels=[s.out_channels for s in specs])

@@ -28,6 +28,7 @@ from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, image_folder
 from normbounds.errors import InputError
 from normbounds.evaluate import data_pass
+from normbounds.formulas import certificate, status
 from normbounds.io import load_torch, write_json, write_text
 from normbounds.models import load_factory
 from normbounds.network import eval_mode, read_network
@@ -145,8 +146,10 @@ def run(argv: list[str] | None = None) -> dict:
     row = {"train_error": train.error, "margin_error": train.margin_error,
            **bounds.compute(model, x, params=params, network=network,
                             patch_norms=train.patch_norms)}
-    row["certificate"] = train.margin_error + row["ours"]
-    print(pd.Series(row, name="value").to_frame().to_markdown(floatfmt=".6g"))
+    row |= certificate(train.margin_error, row)
+    table = pd.DataFrame({"value": pd.Series(row, dtype=object),
+                          "status": [status(k) for k in row]})
+    print(table.to_markdown(floatfmt=".6g"))
     if args.out is not None:
         out = Path(args.out)
         if out.suffix == ".json":  # JSON has no inf or nan: null, as in metrics/

@@ -24,7 +24,7 @@ from normbounds import bounds, checkpoints
 from normbounds.config import Config
 from normbounds.data import Split
 from normbounds.errors import ArtifactError
-from normbounds.formulas import HEADLINE
+from normbounds.formulas import HEADLINE, certificate
 from normbounds.io import write_json, write_text
 from normbounds.network import Network, eval_mode, read_network
 from normbounds.runtime import progress
@@ -86,10 +86,9 @@ def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, tes
     if timings is not None:
         timings["errors"] = timings.get("errors", 0.0) + t1 - t0
         timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
-    certificate = tr.margin_error + values["ours"]
     return {"train_error": tr.error, "test_error": te.error, "gap": te.error - tr.error,
             "train_loss": tr.loss, "test_loss": te.loss, "margin_error": tr.margin_error,
-            "certificate": certificate, "non_vacuous": int(certificate < 1.0), **values}
+            **certificate(tr.margin_error, values), **values}
 
 
 def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Split,

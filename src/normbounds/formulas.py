@@ -1,12 +1,19 @@
-"""The paper's bound and four prior bounds as pure functions, and the BOUNDS registry.
+"""The paper's bound (as printed and corrected), the prior bounds, and the BOUNDS registry.
 
 Each bound is one function of scalar ingredients, exactly as docs/bounds.md
-states it; `BOUNDS` lists them once with their label and colour, and everything
-else (evaluation, metrics, reports, figures, studies, DVC plot template, tests)
-reads that list. Products of norms are kept in log space: they overflow for deep
-or wide networks long before the bounds themselves stop being meaningful.
+states it; `BOUNDS` lists them once with their label, colour and `status`, and
+everything else (evaluation, metrics, reports, figures, studies, the CLI, the
+DVC plot template, tests) reads that list. The status says what a number is
+(docs/bounds.md, "Validity"):
 
-Notation: L conv layers, D = L + 1 weight layers (the head is layer D), m
+- theorem: holds with probability >= 1 - delta for the trained network itself;
+- printed: the formula exactly as its paper prints it; the theorem behind it is
+  false, so it is NOT a bound (kept to reproduce the paper's Figure 1);
+- fixed-class: a theorem for norm constraints fixed before seeing the data,
+  evaluated at the trained network's own values (no union bound over them);
+- proxy: not a bound (an unknown constant set to 1).
+
+Notation: L hidden layers, D = L + 1 weight layers (the head is layer D), m
 training samples, C classes, gamma the margin, delta the confidence.
 """
 
@@ -16,162 +23,113 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from normbounds.logspace import LOG2, exp, log_plus, scale_term
+from normbounds.prior_bounds import graf, ledent, long_sedghi
 
-LOG2 = math.log(2.0)
-
-
-def _log_plus(log_x: float, c: float) -> float:
-    """log(x + c) from log x, for c > 0 (no overflow when x is huge)."""
-    return float(np.logaddexp(log_x, math.log(c)))
+STATUSES: tuple[str, ...] = ("theorem", "printed", "fixed-class", "proxy")
 
 
-def _logsum(logs: Sequence[float]) -> float:
-    return float(np.logaddexp.reduce(np.asarray(logs, dtype=np.float64)))
+def complexity_factor(depth_d: int, log_count: float) -> float:
+    """1 + sqrt(2 (D log 2 + log count)): the peeling's factor, count the number of terms
+    of its union (paths, classes)."""
+    return 1.0 + math.sqrt(2.0 * (depth_d * LOG2 + log_count))
 
 
-def _exp(x: float) -> float:
-    """exp that gives inf past the float64 range instead of raising OverflowError."""
-    return math.exp(x) if x < 709.0 else math.inf
+def log_rademacher(log_rho: float, depth_d: int, log_count: float, log_width: float,
+                   m: int) -> float:
+    """log of rho (1 + sqrt(2 (D log 2 + log count))) sqrt(width) / m, the peeling bound on
+    (1/m) E sup sum_{i,r} xi_{ir} f_r(x_i) over the class of norm product <= rho (Prop 3.1's
+    form): width = prod_l pred_l * P (ours) or S^2 (golowich), each passed as a log."""
+    return (log_rho + math.log(complexity_factor(depth_d, log_count)) + 0.5 * log_width
+            - math.log(m))
 
 
-def _log(x: float) -> float:
-    return math.log(x) if x > 0 else -math.inf
+def margin_bound(log_rademacher_at_1: float, log_rho: float, lipschitz: float, gamma: float,
+                 m: int, delta: float) -> float:
+    """lipschitz (rho + 1) / gamma * R_1 + 3 sqrt(log(2 (rho + 2)^2 / delta) / (2 m)), R_1 the
+    Rademacher bound at rho = 1: the margin bound on err_P - err_S^gamma, with the union
+    over the integer scales t >= rho of the class."""
+    log_first = (math.log(lipschitz) + log_plus(log_rho, 1.0) - math.log(gamma)
+                 + log_rademacher_at_1)
+    return exp(log_first) + scale_term(log_rho, m, delta)
 
 
-def _margin_term(log_rho: float, m: int, delta: float) -> float:
-    """3 sqrt(log(2 (rho + 2)^2 / delta) / (2 m)): the union bound over the rho scale."""
-    return 3.0 * math.sqrt((LOG2 + 2.0 * _log_plus(log_rho, 2.0) - math.log(delta)) / (2.0 * m))
-
-
-def _confidence_term(m: int, delta: float) -> float:
-    """3 sqrt(log(2 / delta) / (2 m)): the margin bound's deviation term."""
-    return 3.0 * math.sqrt(math.log(2.0 / delta) / (2.0 * m))
+PRINTED_LIPSCHITZ = 2.0 * math.sqrt(2.0)  # Lemma 2.2 as printed
+CORRECT_LIPSCHITZ = 4.0  # ramp 1/gamma, margin operator sqrt 2, vector contraction sqrt 2, 2 R
 
 
 def ours(log_rho: float, depth_d: int, degs: Sequence[int], preds: Sequence[int],
          num_classes: int, P: float, m: int, gamma: float, delta: float) -> float:
-    """Galanti, Xu, Galanti, Poggio (NeurIPS 2023): bound on err_P - err_S^gamma.
+    """Galanti, Xu, Galanti, Poggio (NeurIPS 2023), Theorem 3.2 AS PRINTED (status printed):
 
         2 sqrt(2) (rho + 1) / (gamma m) * (1 + sqrt(2 (D log 2 + sum_l log deg_l + log C)))
           * sqrt(prod_l pred_l * P) + 3 sqrt(log(2 (rho + 2)^2 / delta) / (2 m))
 
-    rho = prod of the D layers' Frobenius norms (passed as log rho); degs and
-    preds run over the L conv layers (a fully connected layer has 1 and 1).
-    Covers compositionally sparse networks: conv layers without padding or
-    bias, ReLU, a linear head.
+    rho = prod of the D layers' Frobenius norms (passed as log rho); degs and preds run
+    over the L hidden layers (deg_l = pred_l, the in-degree).
     """
-    complexity = 1.0 + math.sqrt(2.0 * (depth_d * LOG2 + sum(math.log(d) for d in degs)
-                                        + math.log(num_classes)))
-    log_first = (math.log(2.0 * math.sqrt(2.0)) + _log_plus(log_rho, 1.0) - math.log(gamma * m)
-                 + math.log(complexity)
-                 + 0.5 * (sum(math.log(p) for p in preds) + math.log(P)))
-    return _exp(log_first) + _margin_term(log_rho, m, delta)
+    log_count = sum(math.log(d) for d in degs) + math.log(num_classes)
+    log_width = sum(math.log(p) for p in preds) + math.log(P)
+    r_1 = log_rademacher(0.0, depth_d, log_count, log_width, m)
+    return margin_bound(r_1, log_rho, PRINTED_LIPSCHITZ, gamma, m, delta)
+
+
+def ours_corrected(log_rho_c: float, depth_d: int, preds: Sequence[int], head_positions: int,
+                   num_classes: int, P: float, m: int, gamma: float, delta: float) -> float:
+    """The corrected Theorem 3.2 (status theorem; proof in docs/bounds.md):
+
+        rho_c = ||W_D||_blk * prod_l ||W_l||_F,  ||W_D||_blk = sum_{r, j} ||W_D[r, :, j]||_2
+        K = log C + log(n_L^2) + sum_l log pred_l    (the number of peeling paths)
+        4 (rho_c + 1) / (gamma m) * (1 + sqrt(2 (D log 2 + K))) * sqrt(prod_l pred_l * P)
+          + 3 sqrt(log(2 (rho_c + 2)^2 / delta) / (2 m))
+
+    head_positions = n_L^2, the positions the head reads (1 after a dense layer).
+    """
+    log_preds = sum(math.log(p) for p in preds)
+    log_count = math.log(num_classes) + math.log(head_positions) + log_preds
+    r_1 = log_rademacher(0.0, depth_d, log_count, log_preds + math.log(P), m)
+    return margin_bound(r_1, log_rho_c, CORRECT_LIPSCHITZ, gamma, m, delta)
 
 
 def golowich(log_rho_g: float, depth_d: int, num_classes: int, S: float, m: int,
              gamma: float, delta: float) -> float:
-    """Golowich, Rakhlin, Shamir (COLT 2018 / IMA 2020): Frobenius norms of full linear maps.
+    """The paper's multi-class form of Golowich, Rakhlin, Shamir (2018), Theorem 1, AS
+    PRINTED (status printed: it takes the same Frobenius-head step):
 
         2 sqrt(2) (rho_G + 1) / (gamma m) * (1 + sqrt(2 (D log 2 + log C))) * S
           + 3 sqrt(log(2 (rho_G + 2)^2 / delta) / (2 m))
 
-    rho_G = prod_l (||W_l||_F sqrt(O_l)) * ||W_D||_F, the product of the Toeplitz
-    (full-map) Frobenius norms: each kernel entry is applied at all O_l = n_l^2
-    output positions. Covers any ReLU network of linear layers.
+    rho_G = prod_l ||T_l||_F * ||W_D||_F, T_l the full (Toeplitz) map of layer l.
     """
-    complexity = 1.0 + math.sqrt(2.0 * (depth_d * LOG2 + math.log(num_classes)))
-    log_first = (math.log(2.0 * math.sqrt(2.0)) + _log_plus(log_rho_g, 1.0) - math.log(gamma * m)
-                 + math.log(complexity) + math.log(S))
-    return _exp(log_first) + _margin_term(log_rho_g, m, delta)
+    r_1 = log_rademacher(0.0, depth_d, math.log(num_classes), 2.0 * math.log(S), m)
+    return margin_bound(r_1, log_rho_g, PRINTED_LIPSCHITZ, gamma, m, delta)
 
 
-def long_sedghi(sigmas: Sequence[float], n_params: int, m: int, delta: float) -> float:
-    """Long and Sedghi (ICLR 2020), as the original study instantiated it.
+def golowich_corrected(log_rho_gc: float, depth_d: int, num_classes: int, S: float, m: int,
+                       gamma: float, delta: float) -> float:
+    """Golowich et al. corrected for C classes (status theorem): the head in the sum of its
+    row norms, rho_Gc = (sum_r ||W_D[r]||_2) prod_l ||T_l||_F, and 4 / gamma:
 
-        D (prod_l sigma_l)^(1/D) sqrt(N / m) + sqrt(log(1 / delta) / m)
-
-    sigma_l: Lipschitz constants of all D layers; N: the number of weights.
-    A parameter-counting bound for conv networks (no authoritative evaluation
-    code exists; this is the original study's reading).
+        4 (rho_Gc + 1) / (gamma m) * (1 + sqrt(2 (D log 2 + log C))) * S
+          + 3 sqrt(log(2 (rho_Gc + 2)^2 / delta) / (2 m))
     """
-    d = len(sigmas)
-    geo_mean = _exp(sum(_log(s) for s in sigmas) / d)
-    return d * geo_mean * math.sqrt(n_params / m) + math.sqrt(math.log(1.0 / delta) / m)
-
-
-def graf(sigmas: Sequence[float], l21_dists: Sequence[float], S: float, m: int, n_max: int,
-         gamma: float, delta: float) -> float:
-    """Graf, Zeng, Rieck, Niethammer, Kwitt (NeurIPS 2022), Theorem 3.5, first bound.
-
-        C_l = (4 / gamma) (S / sqrt(m)) (prod_j sigma_j) ||W_l - M_l||_{2,1} / sigma_l
-        R = 4/m + 12 log(m) / sqrt(m) * sqrt(log(2 N_max)) * (sum_l C_l^(2/3))^(3/2)
-        graf = 2 R + 3 sqrt(log(2 / delta) / (2 m))
-
-    l21_dists: ||W_l - M_l||_{2,1} per layer (M_l the reference weights).
-    """
-    log_sigmas = [_log(s) for s in sigmas]
-    base = math.log(4.0 / gamma) + math.log(S) - 0.5 * math.log(m)
-    # prod_j sigma_j / sigma_l as the product over j != l: defined when sigma_l = 0
-    log_c = [base + sum(log_sigmas[:i] + log_sigmas[i + 1:]) + _log(a)
-             for i, a in enumerate(l21_dists)]
-    log_sum = 1.5 * _logsum([2.0 / 3.0 * lc for lc in log_c])
-    scale = 12.0 * math.log(m) / math.sqrt(m) * math.sqrt(math.log(2.0 * n_max))
-    return 2.0 * (4.0 / m + scale * _exp(log_sum)) + _confidence_term(m, delta)
-
-
-def ledent(sigmas: Sequence[float], a: Sequence[float], b: Sequence[float],
-           sides_in: Sequence[int], positions: Sequence[int], out_channels: Sequence[int],
-           m: int, gamma: float, delta: float) -> float:
-    """Ledent, Mustafa, Lei, Kloft (AAAI 2021), main conv bound, as Graf et al. (2022) evaluate it.
-
-    Per layer l = 1..D (the head has input side 1 and one position):
-        rho_{l+} = max_{i=l+1..D} (prod_{j=l+1..i} sigma_j) / b_{i+1} * d_{l+1},  rho_{D+} = 1/gamma
-        r_l = b_l rho_{l+} a_l,  with b_{D+1} = gamma
-        R = (sum_l r_l^(2/3))^(3/2),  Gamma = max_l r_l O_l m_l,  Wbar = max_l O_l m_l
-        R_ledent = 4/m + 768 R sqrt(log2(32 Gamma m^2 + 7 Wbar m)) log(m) / sqrt(m)
-        ledent = 2 R_ledent + 3 sqrt(log(2 / delta) / (2 m))
-
-    a_l: sum over output filters of ||W_l[o] - M_l[o]||_F (the head: ||W_D - M_D||_F);
-    b_l: the largest l2 norm of an input patch of layer l over the training set;
-    d_l: the spatial side of layer l's input; O_l: positions; m_l: output channels.
-    """
-    d = len(sigmas)
-    if min(b) <= 0.0:  # rho_{l+} divides by b_{i+1}: undefined when a layer's input is all 0
-        return math.nan
-    log_s = [_log(s) for s in sigmas]
-    log_b = [_log(v) for v in b] + [math.log(gamma)]  # b_1..b_D, b_{D+1} = gamma
-    log_r, log_load = [], []
-    for k in range(d):  # 0-based: layer k + 1 of the spec
-        if k == d - 1:
-            log_rho_plus = -math.log(gamma)
-        else:
-            partial, best = 0.0, -math.inf
-            for i in range(k + 1, d):
-                partial += log_s[i]
-                best = max(best, partial - log_b[i + 1])
-            log_rho_plus = best + math.log(sides_in[k + 1])
-        log_r.append(log_b[k] + log_rho_plus + _log(a[k]))
-        log_load.append(math.log(positions[k] * out_channels[k]))
-    log_big_r = 1.5 * _logsum([2.0 / 3.0 * lr for lr in log_r])
-    log_gamma_max = max(lr + ll for lr, ll in zip(log_r, log_load, strict=True))
-    w_bar = max(p * c for p, c in zip(positions, out_channels, strict=True))
-    log_inner = float(np.logaddexp(math.log(32.0) + log_gamma_max + 2.0 * math.log(m),
-                                   math.log(7.0 * w_bar * m)))
-    scale = 768.0 * math.sqrt(log_inner / LOG2) * math.log(m) / math.sqrt(m)
-    return 2.0 * (4.0 / m + scale * _exp(log_big_r)) + _confidence_term(m, delta)
+    r_1 = log_rademacher(0.0, depth_d, math.log(num_classes), 2.0 * math.log(S), m)
+    return margin_bound(r_1, log_rho_gc, CORRECT_LIPSCHITZ, gamma, m, delta)
 
 
 @dataclass(frozen=True)
 class Ingredients:
-    """Everything the five bounds read, extracted from a network by `bounds.compute`.
+    """Everything the bounds read, extracted from a network by `bounds.compute`.
     Per-layer sequences run over the D weight layers unless said otherwise."""
 
     log_rho: float  # log prod_l ||W_l||_F
+    log_rho_c: float  # log ||W_D||_blk prod_{l<D} ||W_l||_F
     log_rho_g: float  # log of Golowich's product of Toeplitz Frobenius norms
+    log_rho_gc: float  # the same with the head's sum of row norms
     depth_d: int
-    degs: Sequence[int]  # per conv layer (L of them)
-    preds: Sequence[int]  # per conv layer (L of them)
+    degs: Sequence[int]  # per hidden layer (L of them)
+    preds: Sequence[int]  # per hidden layer (L of them)
+    head_positions: int  # n_L^2
     num_classes: int
     P: float
     S: float
@@ -191,27 +149,45 @@ class Ingredients:
 
 @dataclass(frozen=True)
 class Bound:
-    """One bound: its results column, its label and colour in every figure, its formula."""
+    """One bound: its results column, figure label and colour, status and formula."""
 
     name: str
     label: str
     colour: str  # hex, for matplotlib and the DVC (Vega-Lite) plot template alike
+    status: str  # one of STATUSES
     formula: Callable[[Ingredients], float]
+    figure1: bool = False  # one of the five curves of the paper's Figure 1
+
+    @property
+    def legend(self) -> str:
+        """The label with its status where it is not a theorem: 'Our bound [printed]'."""
+        return self.label if self.status == "theorem" else f"{self.label} [{self.status}]"
 
 
 BOUNDS: tuple[Bound, ...] = (
-    Bound("ours", "Our bound", "#d62728", lambda q: ours(
-        q.log_rho, q.depth_d, q.degs, q.preds, q.num_classes, q.P, q.m, q.gamma, q.delta)),
-    Bound("golowich", "Golowich et al. 2020", "#1f77b4", lambda q: golowich(
-        q.log_rho_g, q.depth_d, q.num_classes, q.S, q.m, q.gamma, q.delta)),
-    Bound("long_sedghi", "Long & Sedghi 2020", "#2ca02c", lambda q: long_sedghi(
-        q.sigmas, q.n_params, q.m, q.delta)),
-    Bound("graf", "Graf et al. 2022", "#9467bd", lambda q: graf(
-        q.sigmas, q.l21s, q.S, q.m, q.n_max, q.gamma, q.delta)),
-    Bound("ledent", "Ledent et al. 2021", "#8c564b", lambda q: ledent(
-        q.sigmas, q.a, q.b, q.sides_in, q.positions, q.out_channels, q.m, q.gamma, q.delta)),
+    Bound("ours", "Our bound", "#d62728", "printed", lambda q: ours(
+        q.log_rho, q.depth_d, q.degs, q.preds, q.num_classes, q.P, q.m, q.gamma, q.delta),
+        figure1=True),
+    Bound("ours_corrected", "Our bound, corrected", "#7f0000", "theorem", lambda q:
+          ours_corrected(q.log_rho_c, q.depth_d, q.preds, q.head_positions, q.num_classes,
+                         q.P, q.m, q.gamma, q.delta)),
+    Bound("golowich", "Golowich et al. 2020", "#1f77b4", "printed", lambda q: golowich(
+        q.log_rho_g, q.depth_d, q.num_classes, q.S, q.m, q.gamma, q.delta), figure1=True),
+    Bound("golowich_corrected", "Golowich et al., corrected", "#08306b", "theorem", lambda q:
+          golowich_corrected(q.log_rho_gc, q.depth_d, q.num_classes, q.S, q.m, q.gamma,
+                             q.delta)),
+    Bound("long_sedghi", "Long & Sedghi 2020", "#2ca02c", "proxy", lambda q: long_sedghi(
+        q.sigmas, q.n_params, q.m, q.delta), figure1=True),
+    Bound("graf", "Graf et al. 2022", "#9467bd", "theorem", lambda q: graf(
+        q.sigmas, q.l21s, q.S, q.m, q.n_max, q.gamma, q.delta), figure1=True),
+    Bound("ledent", "Ledent et al. 2021", "#8c564b", "fixed-class", lambda q: ledent(
+        q.sigmas, q.a, q.b, q.sides_in, q.positions, q.out_channels, q.m, q.gamma, q.delta),
+        figure1=True),
 )
 BOUND_NAMES: tuple[str, ...] = tuple(b.name for b in BOUNDS)
+THEOREMS: tuple[str, ...] = tuple(b.name for b in BOUNDS if b.status == "theorem")
+FIGURE1: tuple[str, ...] = tuple(b.name for b in BOUNDS if b.figure1)
+CERTIFYING = "ours_corrected"  # the certificate: margin error + this theorem
 
 # The measured curves drawn beside the bounds: name -> (label, colour).
 MEASURED: dict[str, tuple[str, str]] = {
@@ -219,6 +195,7 @@ MEASURED: dict[str, tuple[str, str]] = {
     "test_error": ("Test error", "#7f7f7f"),
     "gap": ("Generalization gap", "#ff7f0e"),
     "margin_error": ("Margin error", "#e377c2"),
+    "certificate": ("Certificate (margin error + corrected bound)", "#17becf"),
 }
 # The DVC metrics of an entry: what review reads (at most 12 numbers). Per-layer
 # ingredients and solver counters stay in the results CSVs.
@@ -226,11 +203,28 @@ HEADLINE: tuple[str, ...] = ("train_error", "test_error", "gap", "margin_error",
                              *BOUND_NAMES, "certificate")
 
 
+def certificate(margin_error: float, row: dict) -> dict:
+    """The certificate (margin error + the corrected bound, a bound on the test error with
+    probability 1 - delta) and whether it is non-vacuous (below 1)."""
+    value = margin_error + row[CERTIFYING]
+    return {"certificate": value, "non_vacuous": int(value < 1.0)}
+
+
+def bound(name: str) -> Bound:
+    """The registry entry of a bound."""
+    return {b.name: b for b in BOUNDS}[name]
+
+
 def label(name: str) -> str:
-    """The legend label of a bound or a measured curve."""
-    return {b.name: b.label for b in BOUNDS}.get(name) or MEASURED[name][0]
+    """The legend label of a bound (with its status unless a theorem) or a measured curve."""
+    return bound(name).legend if name in BOUND_NAMES else MEASURED[name][0]
 
 
 def colour(name: str) -> str:
     """The colour of a bound or a measured curve, the same in every figure."""
-    return {b.name: b.colour for b in BOUNDS}.get(name) or MEASURED[name][1]
+    return bound(name).colour if name in BOUND_NAMES else MEASURED[name][1]
+
+
+def status(name: str) -> str:
+    """A bound's status ('' for a measured quantity)."""
+    return bound(name).status if name in BOUND_NAMES else ""

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 class LayerSpec:
     """One weight layer: a k x k conv ('conv'), a dense hidden layer ('fc') or the head.
 
-    A dense layer is a single node applied at one position: deg = 1, and pred = n^2
-    when it reads an n x n feature map (map_side = n), else 1 (a first dense layer
-    reads the whole image as one position with c n^2 channels).
+    A dense layer is a single node applied at one position: pred = deg = n^2 when it
+    reads an n x n feature map (map_side = n), else 1 (a first dense layer reads the
+    whole image as one position with c n^2 channels). The head's map_side is the side
+    n_L of the map it reads (1 after a dense layer).
     """
 
     index: int  # 1-based, as in the spec
@@ -61,8 +62,8 @@ class LayerSpec:
 
     @property
     def deg(self) -> int:
-        """deg_l = ceil(k / s)^2, how many patches can contain one input position."""
-        return math.ceil(self.kernel / self.stride) ** 2
+        """deg_l = max_j |pred(l, j)| (the paper's in-degree of a node of layer l) = pred_l."""
+        return self.pred
 
     @property
     def n_inputs(self) -> int:
@@ -81,10 +82,18 @@ def l21(w: torch.Tensor) -> float:
 
 
 def filter_norm_sum(w: torch.Tensor, kind: str) -> float:
-    """Ledent's a_l: sum over output filters of ||W[o]||_F (fc and head: ||W||_F)."""
-    if kind != "conv":
+    """Ledent's a_l: sum over the filters of ||W[o]||_F: a conv's output channels, a dense
+    hidden layer's rows; the head: ||W||_F."""
+    if kind == "head":
         return frobenius(w)
-    return torch.linalg.vector_norm(w.flatten(1), dim=1).sum().item()
+    return block_norm(w.flatten(1), 1)
+
+
+def block_norm(w: torch.Tensor, positions: int) -> float:
+    """||W||_blk = sum over (row r, position j) of ||W[r, :, j]||_2 for a dense map (rows, c
+    positions) read in torch's flatten order c * positions + j (positions = 1: the sum of
+    the row norms). The head's norm in the corrected bounds."""
+    return torch.linalg.vector_norm(w.view(w.shape[0], -1, positions), dim=1).sum().item()
 
 
 def max_patch_norm_sq(x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:

@@ -94,6 +94,10 @@ class Paths:
         return self.root / "plots" / "figure1.pdf"
 
     @property
+    def figure_valid(self) -> Path:
+        return self.root / "plots" / "figure1_valid.png"
+
+    @property
     def bounds_vs_width(self) -> Path:
         return self.root / "plots" / "bounds_vs_width.png"
 

@@ -1,7 +1,9 @@
-"""Figures: the paper's Figure 1, bounds against width, per-layer norms.
+"""Figures: the paper's Figure 1, the valid bounds beside it, bounds against width, norms.
 
 Each function takes the tidy results frame of `reports.load_results`, writes
-its files and returns the matplotlib figure (tests inspect its axes).
+its files and returns the matplotlib figure (tests inspect its axes). Every
+bound is drawn with its registry colour; a bound that is not a theorem
+(status printed, fixed-class or proxy) is dashed and says its status in the legend.
 """
 
 from __future__ import annotations
@@ -18,16 +20,23 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from normbounds.formulas import colour, label  # noqa: E402
+from normbounds.formulas import BOUND_NAMES, FIGURE1, THEOREMS, colour, label, status  # noqa: E402
 from normbounds.io import write_text  # noqa: E402
-from normbounds.reports import BOUNDS, final_rows  # noqa: E402
+from normbounds.reports import final_rows  # noqa: E402
 
-CURVES = BOUNDS + ["train_error", "test_error", "gap"]
-DASHES = {"train_error": "--", "test_error": "--", "gap": ":", "margin_error": ":"}  # bounds: -
+MEASURED_CURVES = ["train_error", "test_error", "gap"]
+CURVES = [*FIGURE1, *MEASURED_CURVES]  # Figure 1: the paper's five curves, as it drew them
+VALID_CURVES = [*THEOREMS, "certificate", *MEASURED_CURVES]  # beside it: theorems only
+DASHES = {"train_error": ":", "test_error": ":", "gap": "-.", "margin_error": "-.",
+          "certificate": "-"}
+NOT_A_THEOREM = (0, (5, 2))  # the dash of a bound whose status is not `theorem`
 
 
-def style(name: str) -> tuple[str, str]:
-    """(colour, line style) of a bound (solid) or a measured curve, in every figure."""
+def style(name: str) -> tuple[str, object]:
+    """(colour, line style) of a bound (solid if a theorem, else dashed) or a measured
+    curve, in every figure."""
+    if name in BOUND_NAMES:
+        return colour(name), "-" if status(name) == "theorem" else NOT_A_THEOREM
     return colour(name), DASHES.get(name, "-")
 
 
@@ -58,15 +67,18 @@ def _curve(ax, group: pd.DataFrame, key: str) -> bool:
     return not drawable.all()
 
 
-def figure1(results: pd.DataFrame, png: Path, pdf: Path) -> plt.Figure:
-    """One panel per (depth, width), titled CONV-L-H: the five bounds, the errors and the
-    gap over epochs, y on a log2 scale, one shared legend under the panels."""
+def figure1(results: pd.DataFrame, png: Path, pdf: Path | None = None,
+            curves: list[str] | None = None) -> plt.Figure:
+    """One panel per (depth, width), titled CONV-L-H: the bounds, the errors and the gap
+    over epochs, y on a log2 scale, one shared legend under the panels. `curves`
+    defaults to the paper's Figure 1 (CURVES); `figure_valid` draws VALID_CURVES."""
+    curves = CURVES if curves is None else curves
     depths, widths = sorted(results["depth"].unique()), sorted(results["width"].unique())
     fig, axes = _panel_grid(depths, widths)
     hidden = False
     for (depth, width), group in results.groupby(["depth", "width"]):
         ax = axes[depths.index(depth)][widths.index(width)]
-        for key in CURVES:
+        for key in curves:
             hidden |= _curve(ax, group, key)
         ax.set_yscale("log", base=2)
         ax.set_title(f"CONV-{depth}-{width}")
@@ -79,11 +91,17 @@ def figure1(results: pd.DataFrame, png: Path, pdf: Path) -> plt.Figure:
     title = f"mean over {seeds} seeds, band: min to max" if seeds > 1 else "one seed"
     if hidden:
         title += "; " + HIDDEN_NOTE
-    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, title=title,
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, title=title,
                fontsize=9, title_fontsize=9)
-    fig.tight_layout(rect=(0, 0.14 if len(depths) == 1 else 0.08, 1, 1))
-    _save(fig, png, pdf)
+    fig.tight_layout(rect=(0, 0.18 if len(depths) == 1 else 0.1, 1, 1))
+    _save(fig, png, *([pdf] if pdf is not None else []))
     return fig
+
+
+def figure_valid(results: pd.DataFrame, png: Path) -> plt.Figure:
+    """Figure 1's panels with the bounds that are theorems, and the certificate (margin
+    error + the corrected bound): what the run proves about the test error."""
+    return figure1(results, png, curves=VALID_CURVES)
 
 
 def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
@@ -92,9 +110,10 @@ def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
     depths = sorted(last["depth"].unique())
     fig, axes = plt.subplots(1, len(depths), squeeze=False, figsize=(4.5 * len(depths), 3.8))
     for ax, depth in zip(axes[0], depths, strict=True):
-        sub = last[last["depth"] == depth].groupby("width")[BOUNDS].mean()
-        for key in BOUNDS:
-            ax.plot(sub.index, sub[key], "o-", color=colour(key), label=label(key))
+        sub = last[last["depth"] == depth].groupby("width")[list(BOUND_NAMES)].mean()
+        for key in BOUND_NAMES:
+            color, dash = style(key)
+            ax.plot(sub.index, sub[key], "o", ls=dash, color=color, label=label(key))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xticks(sub.index, [str(w) for w in sub.index])
@@ -143,7 +162,7 @@ def layer_norms(results: pd.DataFrame, png: Path) -> plt.Figure:
     return fig
 
 
-DVC_CURVES = BOUNDS + ["train_error", "test_error", "margin_error"]  # dvc.yaml's `results` plot
+DVC_CURVES = [*BOUND_NAMES, "train_error", "test_error", "margin_error"]  # dvc.yaml's plot
 
 
 def vega_template() -> dict:

@@ -13,12 +13,13 @@ import pandas as pd
 
 from normbounds.config import Entry
 from normbounds.errors import ArtifactError
-from normbounds.formulas import BOUND_NAMES
+from normbounds.formulas import BOUND_NAMES, CERTIFYING, status
 from normbounds.io import write_text
 from normbounds.paths import Paths
 
-BOUNDS = list(BOUND_NAMES)
-SUMMARY_COLUMNS = ["train_error", "test_error", "gap", "margin_error", "ours", "certificate"]
+ERRORS = ["train_error", "test_error", "gap", "margin_error", "certificate"]
+SUMMARY_COLUMNS = [*ERRORS, *BOUND_NAMES]
+OTHERS = [b for b in BOUND_NAMES if b != CERTIFYING]  # each one's ratio to the certifying bound
 
 
 def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
@@ -41,7 +42,7 @@ def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
 def _check_columns(frame: pd.DataFrame, path: Path, entry: Entry) -> None:
     """Every column the figures and the summary read is there, numeric and non-empty,
     so the figures stage fails before it writes anything."""
-    needed = ["epoch", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS, *BOUNDS]
+    needed = ["epoch", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS]
     missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
     bad = [c for c in dict.fromkeys(needed) if c in frame.columns
            and not pd.api.types.is_numeric_dtype(frame[c])]
@@ -56,13 +57,17 @@ def final_rows(results: pd.DataFrame) -> pd.DataFrame:
     return results.groupby(["depth", "width", "seed"], as_index=False).tail(1)
 
 
+def ratio_column(name: str) -> str:
+    return f"{name}_over_{CERTIFYING}"
+
+
 def summary(results: pd.DataFrame) -> pd.DataFrame:
     """One row per depth and width: mean and (max - min)/2 over seeds of the final values,
-    the non-vacuous verdict and each prior bound's ratio to ours."""
+    the non-vacuous verdict and each other bound's ratio to the corrected bound."""
     last = final_rows(results).copy()
-    for name in BOUNDS[1:]:
-        last[f"{name}_over_ours"] = last[name] / last["ours"]
-    cols = SUMMARY_COLUMNS + BOUNDS[1:] + [f"{n}_over_ours" for n in BOUNDS[1:]]
+    for name in OTHERS:
+        last[ratio_column(name)] = last[name] / last[CERTIFYING]
+    cols = SUMMARY_COLUMNS + [ratio_column(n) for n in OTHERS]
     grouped = last.groupby(["depth", "width"])
     table = grouped[cols].mean()
     spread = (grouped[cols].max() - grouped[cols].min()) / 2
@@ -73,19 +78,32 @@ def summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_markdown(table: pd.DataFrame) -> str:
-    """The summary as a Markdown table (mean +- half range over seeds)."""
-    def cell(row: pd.Series, col: str) -> str:
-        text = f"{row[col]:.4g}"
+    """The summary as Markdown (mean +- half range over seeds): the errors and the
+    certificate per network, then one row per bound with its status, then each bound's
+    ratio to the corrected bound."""
+    def cell(row: pd.Series, col: str, digits: int = 4) -> str:
+        text = f"{row[col]:.{digits}g}"
         return text + (f" ± {row[col + '_spread']:.2g}" if row["seeds"] > 1 else "")
 
-    shown = SUMMARY_COLUMNS + BOUNDS[1:]
-    rows = []
-    for _, row in table.iterrows():
-        rows.append({"CONV-L-H": f"CONV-{row['depth']}-{row['width']}", "seeds": row["seeds"],
-                     **{c: cell(row, c) for c in shown},
-                     "non-vacuous": "yes" if row["non_vacuous"] else "no",
-                     **{f"{b}/ours": f"{row[f'{b}_over_ours']:.3g}" for b in BOUNDS[1:]}})
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n"
+    nets = [f"CONV-{row['depth']}-{row['width']}" for _, row in table.iterrows()]
+    errors = pd.DataFrame([{"CONV-L-H": net, "seeds": row["seeds"],
+                            **{c: cell(row, c) for c in ERRORS},
+                            "non-vacuous": "yes" if row["non_vacuous"] else "no"}
+                           for net, (_, row) in zip(nets, table.iterrows(), strict=True)])
+    values = pd.DataFrame([{"bound": b, "status": status(b),
+                            **{net: cell(row, b) for net, (_, row)
+                               in zip(nets, table.iterrows(), strict=True)}}
+                           for b in BOUND_NAMES])
+    ratios = pd.DataFrame([{"bound": b, "status": status(b),
+                            **{net: f"{row[ratio_column(b)]:.3g}" for net, (_, row)
+                               in zip(nets, table.iterrows(), strict=True)}}
+                           for b in OTHERS])
+    return "\n\n".join([
+        errors.to_markdown(index=False, disable_numparse=True),
+        "Final value of every bound (a bound is a theorem only where its status says so):",
+        values.to_markdown(index=False, disable_numparse=True),
+        f"Each bound over `{CERTIFYING}`:",
+        ratios.to_markdown(index=False, disable_numparse=True)]) + "\n"
 
 
 def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path) -> None:

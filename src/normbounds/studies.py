@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from normbounds.config import Config, load_params
-from normbounds.formulas import label
+from normbounds.formulas import BOUND_NAMES, label
 from normbounds.paths import Paths
-from normbounds.plots import BOUNDS, plt, style
+from normbounds.plots import plt, style
 from normbounds.reports import load_results
+
+BOUNDS = list(BOUND_NAMES)
 
 
 def load_study(root: Path, cfg: Config) -> pd.DataFrame:
@@ -57,7 +59,9 @@ def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
     fig, (ax_b, ax_e) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
     x, step = np.arange(len(table)), 0.8 / len(BOUNDS)
     for i, name in enumerate(BOUNDS):
-        ax_b.bar(x + (i - 2) * step, table[name], step, color=style(name)[0], label=label(name))
+        color, dash = style(name)  # a bound that is not a theorem: hatched
+        ax_b.bar(x + (i - (len(BOUNDS) - 1) / 2) * step, table[name], step, color=color,
+                 hatch=None if dash == "-" else "//", edgecolor="white", label=label(name))
     ax_b.set(yscale="log", xticks=x, xticklabels=table.index, ylabel="bound at the last epoch",
              title="Bounds by architecture, sparse (left) to dense (right)")
     ax_b.legend(fontsize=8)
@@ -79,7 +83,7 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
         factor = float(np.exp(_log_slope(table.index.to_numpy(), values)))  # per layer
         out["growth_per_layer"][name] = factor
         color, dash = style(name)
-        ax.plot(table.index, np.where(values > 0, values, np.nan), "o" + dash, color=color,
+        ax.plot(table.index, np.where(values > 0, values, np.nan), "o", ls=dash, color=color,
                 label=f"{label(name)} (x{factor:.3g} per layer)")
     ax.set(yscale="log", xlabel="depth L (conv layers)", ylabel="value at the last epoch",
            title="Bounds against depth")
@@ -107,7 +111,7 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
         values = table[name].to_numpy()
         out["slope"][name] = slope = _log_slope(np.log(m), values)  # log-log
         color, dash = style(name)
-        ax.plot(m, np.where(values > 0, values, np.nan), "o" + dash, color=color,
+        ax.plot(m, np.where(values > 0, values, np.nan), "o", ls=dash, color=color,
                 label=f"{label(name)} (slope {slope:.2f})")
     ax.set(xscale="log", yscale="log", xlabel="training-set size m",
            ylabel="value at the last epoch", title="Bounds and gap against sample size")
@@ -117,13 +121,14 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
 
 
 def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
-    """Per noise level: our bound, train and test error over training."""
+    """Per noise level: our bound (as printed and corrected), train and test error over
+    training."""
     levels = sorted(results["label_noise"].unique())
     fig, axes = plt.subplots(1, len(levels), figsize=(4 * len(levels), 3.8), squeeze=False,
                              sharey=True)
     for ax, level in zip(axes[0], levels, strict=True):
         group = results[results["label_noise"] == level].groupby("epoch")
-        for name in ("ours", "train_error", "test_error"):
+        for name in ("ours", "ours_corrected", "train_error", "test_error"):
             color, dash = style(name)
             ax.plot(group[name].mean(), color=color, ls=dash, label=label(name))
         ax.set(yscale="log", xlabel="epoch", title=f"{level:.0%} of the labels random")

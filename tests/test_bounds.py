@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from normbounds import bounds, formulas
+from normbounds import bounds, formulas, prior_bounds
 from normbounds.config import BoundConfig
 from normbounds.data import Split
 from normbounds.errors import ConfigError
@@ -294,3 +294,41 @@ def test_a_non_finite_bound_is_explained_in_the_row():
                                         2.0, 20, out["n_max"], 1.0, 0.001)
     assert math.isfinite(out["ours"]) and math.isnan(out["ledent"])
     assert out["notes"] == "ledent: undefined (a layer's input patches are all zero)"
+
+
+def test_graf_with_the_harmonic_number_the_ceilings_and_the_grid_by_hand():
+    # sigma = (2 of 1's) and (2,1) norms 1 lie on the grid (q^0): no rounding; m = 3 gives
+    # H_2 = 1 + 1/2; gamma = 4 and S / sqrt(m) = t: C_l = (4 / 4) t * 1 * 1 = t. With
+    # t = 2.3^1.5, C_l^(2/3) = 2.3 -> ceil = 3 per layer, not 2.3
+    t = 2.3 ** 1.5
+    value = formulas.graf([1.0, 1.0], [1.0, 1.0], S=t * math.sqrt(3), m=3, n_max=5, gamma=4.0,
+                          delta=0.01)
+    r = 4 / 3 + 12 * 1.5 / math.sqrt(3) * math.sqrt(math.log(10)) * (3 + 3) ** 1.5
+    # four grid indices k = 0, each of prior weight 2 / (3 * 1 * 2) = 1/3: log 3 each
+    expected = 2 * r + 3 * math.sqrt((math.log(2 / 0.01) + 4 * math.log(3)) / 6)
+    assert value == pytest.approx(expected, rel=1e-13)
+    # H_99, not log 100: 5.17737751763962 against 4.60517
+    assert prior_bounds.harmonic(99) == pytest.approx(5.17737751763962, rel=1e-14)
+    # the grid: the smallest q^k at or above the value, q = 1 + 1/64
+    q = prior_bounds.GRID_RATIO
+    for v in (1.0, q, q ** -3, 3.0, 1e-9, 1e9):
+        k = prior_bounds.grid_index(v)
+        assert q ** k >= v > q ** (k - 1)
+    assert [prior_bounds.grid_index(v) for v in (1.0, q, 1.0001)] == [0, 1, 1]
+    # the prior sums to 1 over the integers: 2/3 (1/2 + 2 sum_{j>=1} 1/((j+1)(j+2)))
+    assert math.fsum(math.exp(-prior_bounds.grid_cost(k)) for k in range(-10**5, 10**5)) == \
+        pytest.approx(1.0, abs=2e-5)
+
+
+def test_ledent_on_a_dense_network_sums_the_row_norms_of_hidden_layers():
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(25, 6, bias=False),
+                                torch.nn.ReLU(), torch.nn.Linear(6, 4, bias=False),
+                                torch.nn.ReLU(), torch.nn.Linear(4, 3, bias=False))
+    out = bounds.compute(model, torch.rand(20, 1, 5, 5))
+    w1, w2, w3 = (model[i].weight.detach().double() for i in (1, 3, 5))
+    # hidden layers: each row is a filter; the head: its Frobenius norm
+    assert out["a_l1"] == pytest.approx(w1.norm(dim=1).sum().item(), rel=1e-12)
+    assert out["a_l2"] == pytest.approx(w2.norm(dim=1).sum().item(), rel=1e-12)
+    assert out["a_l3"] == pytest.approx(w3.norm().item(), rel=1e-12)
+    assert out["a_l1"] > w1.norm().item()  # not the Frobenius norm

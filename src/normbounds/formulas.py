@@ -58,6 +58,26 @@ PRINTED_LIPSCHITZ = 2.0 * math.sqrt(2.0)  # Lemma 2.2 as printed
 CORRECT_LIPSCHITZ = 4.0  # ramp 1/gamma, margin operator sqrt 2, vector contraction sqrt 2, 2 R
 
 
+def log_prop31(log_rho: float, depth_d: int, degs: Sequence[int], preds: Sequence[int],
+               num_classes: int, P: float, m: int) -> float:
+    """log of Prop 3.1 AS PRINTED: rho (1 + sqrt(2 (D log 2 + sum_l log deg_l + log C)))
+    * sqrt(prod_l pred_l * P) / m, claimed to bound (1/m) E sup sum_{i,r} xi_ir f_r(x_i) over
+    the networks with prod_l ||W_l||_F <= rho. False (docs/bounds.md, "Validity")."""
+    log_count = sum(math.log(d) for d in degs) + math.log(num_classes)
+    log_width = sum(math.log(p) for p in preds) + math.log(P)
+    return log_rademacher(log_rho, depth_d, log_count, log_width, m)
+
+
+def log_prop31_corrected(log_rho_c: float, depth_d: int, preds: Sequence[int],
+                         head_positions: int, num_classes: int, P: float, m: int) -> float:
+    """log of the corrected Prop 3.1: rho_c (1 + sqrt(2 (D log 2 + K))) sqrt(prod_l pred_l P)
+    / m with K = log C + log(n_L^2) + sum_l log pred_l, a bound on (1/m) E sup sum_{i,r}
+    xi_ir f_r(x_i) over the networks with ||W_D||_blk prod_{l<D} ||W_l||_F <= rho_c."""
+    log_preds = sum(math.log(p) for p in preds)
+    log_count = math.log(num_classes) + math.log(head_positions) + log_preds
+    return log_rademacher(log_rho_c, depth_d, log_count, log_preds + math.log(P), m)
+
+
 def ours(log_rho: float, depth_d: int, degs: Sequence[int], preds: Sequence[int],
          num_classes: int, P: float, m: int, gamma: float, delta: float) -> float:
     """Galanti, Xu, Galanti, Poggio (NeurIPS 2023), Theorem 3.2 AS PRINTED (status printed):
@@ -68,9 +88,7 @@ def ours(log_rho: float, depth_d: int, degs: Sequence[int], preds: Sequence[int]
     rho = prod of the D layers' Frobenius norms (passed as log rho); degs and preds run
     over the L hidden layers (deg_l = pred_l, the in-degree).
     """
-    log_count = sum(math.log(d) for d in degs) + math.log(num_classes)
-    log_width = sum(math.log(p) for p in preds) + math.log(P)
-    r_1 = log_rademacher(0.0, depth_d, log_count, log_width, m)
+    r_1 = log_prop31(0.0, depth_d, degs, preds, num_classes, P, m)
     return margin_bound(r_1, log_rho, PRINTED_LIPSCHITZ, gamma, m, delta)
 
 
@@ -85,9 +103,7 @@ def ours_corrected(log_rho_c: float, depth_d: int, preds: Sequence[int], head_po
 
     head_positions = n_L^2, the positions the head reads (1 after a dense layer).
     """
-    log_preds = sum(math.log(p) for p in preds)
-    log_count = math.log(num_classes) + math.log(head_positions) + log_preds
-    r_1 = log_rademacher(0.0, depth_d, log_count, log_preds + math.log(P), m)
+    r_1 = log_prop31_corrected(0.0, depth_d, preds, head_positions, num_classes, P, m)
     return margin_bound(r_1, log_rho_c, CORRECT_LIPSCHITZ, gamma, m, delta)
 
 

@@ -22,7 +22,8 @@ LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "la
 METRIC_KEYS = (
     ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
      "certificate", "non_vacuous", "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
-     "data_p", "data_s", "rho", "log_rho", "rho_golowich", *formulas.BOUND_NAMES, "notes"]
+     "data_p", "data_s", "rho", "log_rho", "rho_corrected", "head_block_norm", "rho_golowich",
+     "rho_golowich_corrected", *formulas.BOUND_NAMES, "notes"]
     + [f"{k}_l{i}" for i in (1, 2) for k in LAYER_KEYS + ["deg", "pred"]]
     + [f"{k}_l3" for k in LAYER_KEYS]
 )
@@ -54,7 +55,8 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     assert [_expand(p, entry) for p in _names(evaluate["metrics"])] == [str(paths.metrics(entry))]
     assert _expand(evaluate["deps"][-1], entry) == str(paths.checkpoints(entry))
     assert _names(stages["figures"]["outs"]) == [str(p) for p in (
-        paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width, paths.layer_norms,
+        paths.figure1_png, paths.figure1_pdf, paths.figure_valid, paths.bounds_vs_width,
+        paths.layer_norms,
         paths.vega_template, paths.summary_csv, paths.summary_md)]
     ckpt = train["outs"][0][next(iter(train["outs"][0]))]
     assert ckpt == {"persist": True}  # cached: experiments don't clobber the baseline
@@ -68,8 +70,8 @@ def test_dvc_plots_read_the_bounds_registry():
     assert results["y"] == plots.DVC_CURVES == [*formulas.BOUND_NAMES, "train_error",
                                                 "test_error", "margin_error"]
     assert results["template"] == str(Paths().vega_template)
-    assert plots_section[1:] == [str(p) for p in (Paths().figure1_png, Paths().bounds_vs_width,
-                                                  Paths().layer_norms)]
+    assert plots_section[1:] == [str(p) for p in (Paths().figure1_png, Paths().figure_valid,
+                                                  Paths().bounds_vs_width, Paths().layer_norms)]
     template = plots.vega_template()
     assert template["encoding"]["y"]["scale"] == {"type": "log"}
     colours = template["encoding"]["color"]["scale"]
@@ -115,12 +117,12 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
         metrics = json.loads(paths.metrics(entry).read_text())
         assert list(metrics) == list(formulas.HEADLINE)
         assert metrics["ours"] == pytest.approx(float(rows[-1]["ours"]), rel=1e-6)
-        assert metrics["certificate"] == pytest.approx(metrics["margin_error"] + metrics["ours"],
-                                                       rel=1e-5)
+        assert metrics["certificate"] == pytest.approx(
+            metrics["margin_error"] + metrics["ours_corrected"], rel=1e-5)
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     assert set(lock) == {"check", "prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
                          "evaluate@2-3-0", "figures"}
-    for path in (paths.figure1_png, paths.figure1_pdf, paths.bounds_vs_width,
+    for path in (paths.figure1_png, paths.figure1_pdf, paths.figure_valid, paths.bounds_vs_width,
                  paths.layer_norms, paths.summary_csv):
         assert path.stat().st_size > 0, path
     assert "| CONV-2-3 | 1 |" in re.sub(" +", " ", paths.summary_md.read_text())  # unpadded
@@ -129,7 +131,9 @@ def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path
     status = dvc(work, "status")
     assert "up to date" in status.stdout and "studies" not in status.stdout + status.stderr
     counts = _numbers_per_entry(json.loads(dvc(work, "metrics", "show", "--json").stdout))
-    assert counts == {"2-2-0": 12, "2-3-0": 12}  # headline only: at most 12 per entry
+    # headline only: the 12 of formulas.HEADLINE and the train log's step and loss
+    assert len(formulas.HEADLINE) == 12
+    assert counts == {"2-2-0": 14, "2-3-0": 14}
 
     # a new width: only its own stage runs, the others are untouched
     (work / "params.yaml").write_text(yaml.safe_dump(tiny_params(grid={"widths": [2, 4]})))

@@ -138,8 +138,9 @@ def test_study_pipeline_end_to_end(tmp_path, study):
     if study == "sparsity":
         fc = json.loads((folder / "metrics" / "fc" / "3-16-0.json").read_text())
         assert fc["ours"] == pytest.approx(fc["golowich"], rel=1e-9)
+        assert fc["ours_corrected"] == pytest.approx(fc["golowich_corrected"], rel=1e-9)
         k2s2 = (folder / "results" / "k2s2" / "3-16-0.csv").read_text().splitlines()
-        assert k2s2[-1].split(",")[k2s2[0].split(",").index("deg_l1")] == "1"
+        assert k2s2[-1].split(",")[k2s2[0].split(",").index("deg_l1")] == "4"  # the in-degree
     if study == "sample_size":
         assert set(metrics["slope"]) == {*BOUND_NAMES, "gap"}
     if study == "label_noise":

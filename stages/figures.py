@@ -16,7 +16,7 @@ def main() -> None:
     plots.layer_norms(results, paths.layer_norms)
     plots.write_vega_template(paths.vega_template)
     table = summary(results)
-    write_summary(table, paths.summary_csv, paths.summary_md)
+    write_summary(table, paths.summary_csv, paths.summary_md, paths.finding_md)
     print(paths.summary_md.read_text(), end="")
 
 

@@ -10,7 +10,7 @@ import pytest
 from normbounds import formulas, plots
 from normbounds.config import Entry
 from normbounds.paths import Paths
-from normbounds.reports import load_results, summary, summary_markdown
+from normbounds.reports import finding_markdown, load_results, summary, summary_markdown
 
 ENTRIES = [Entry(2, w, s) for w in (4, 8) for s in (0, 1)]
 
@@ -94,3 +94,14 @@ def test_summary_matches_the_last_rows(results):
     assert "| ours_corrected | theorem | 12 ± 4 | 24 ± 8 |" in markdown
     assert "| ledent | fixed-class | 0.25 | 0.25 |" not in markdown  # ratios: own table
     assert "| ledent | fixed-class | 5e+03 | 5e+03 |" in markdown
+
+
+def test_the_finding_states_this_runs_numbers(results):
+    text = finding_markdown(summary(results))
+    # means over seeds: ours 3 and 6, ours_corrected 12 and 24 (4x), certificates
+    # 0.2 + 12 and 0.2 + 24; golowich_corrected / ours_corrected = 200, graf / it = 25
+    assert "On the default run (CONV-2-4, CONV-2-8) the printed formula (`ours`) is 3 to 6;" \
+        in text
+    assert "(`ours_corrected`) is 12 to 24, 4 times larger, so the certificate" in text
+    assert "is 12.2 to 24.2: vacuous." in text
+    assert "corrected form is 200 times ours_corrected and Graf et al.'s 25 times." in text

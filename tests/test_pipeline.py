@@ -57,7 +57,7 @@ def test_dvc_yaml_declares_the_paths_of_paths_py():
     assert _names(stages["figures"]["outs"]) == [str(p) for p in (
         paths.figure1_png, paths.figure1_pdf, paths.figure_valid, paths.bounds_vs_width,
         paths.layer_norms,
-        paths.vega_template, paths.summary_csv, paths.summary_md)]
+        paths.vega_template, paths.summary_csv, paths.summary_md, paths.finding_md)]
     ckpt = train["outs"][0][next(iter(train["outs"][0]))]
     assert ckpt == {"persist": True}  # cached: experiments don't clobber the baseline
 
@@ -167,3 +167,11 @@ def test_offline_html_template_loads_no_script_from_the_network():
     page = (REPO / "plots" / "templates" / "offline.html").read_text()
     assert "{plot_divs}" in page and "{scripts}" not in page  # DVC's CDN scripts go nowhere
     assert "http" not in page.split("-->")[1]  # every script is a local file
+
+
+def test_the_readme_shows_the_committed_summary_and_finding():
+    """The README's numbers are the figures stage's files, verbatim: never hand-copied."""
+    readme = (REPO / "README.md").read_text()
+    assert Paths(REPO).summary_md.read_text().strip() in readme
+    finding = Paths(REPO).finding_md.read_text().strip()
+    assert f"<!-- finding -->\n{finding}\n<!-- /finding -->" in readme

@@ -81,6 +81,11 @@ class Paths:
         return self.root / "reports" / "summary.md"
 
     @property
+    def finding_md(self) -> Path:
+        """The headline finding with the run's numbers, which README.md shows verbatim."""
+        return self.root / "reports" / "finding.md"
+
+    @property
     def params_ok(self) -> Path:
         """Written by the `check` stage once params.yaml (every variant) is valid."""
         return self.root / "reports" / "params.ok"

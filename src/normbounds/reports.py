@@ -106,6 +106,37 @@ def summary_markdown(table: pd.DataFrame) -> str:
         ratios.to_markdown(index=False, disable_numparse=True)]) + "\n"
 
 
-def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path) -> None:
+def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path,
+                  finding_path: Path | None = None) -> None:
     write_text(table.to_csv(index=False, float_format="%.8g"), csv_path)
     write_text(summary_markdown(table), md_path)
+    if finding_path is not None:
+        write_text(finding_markdown(table), finding_path)
+
+
+def _span(values: pd.Series, digits: int = 3) -> str:
+    low, high = values.min(), values.max()
+    return f"{low:.{digits}g}" if f"{low:.{digits}g}" == f"{high:.{digits}g}" else (
+        f"{low:.{digits}g} to {high:.{digits}g}")
+
+
+def finding_markdown(table: pd.DataFrame) -> str:
+    """The headline finding in plain words, with this run's numbers (README's first lines):
+    the printed bound against the corrected theorem, and the theorems' ratios."""
+    nets = ", ".join(f"CONV-{d}-{w}" for d, w in zip(table["depth"], table["width"],
+                                                      strict=True))
+    factor = table[CERTIFYING] / table["ours"]
+    ratio = table["golowich_corrected"] / table[CERTIFYING]
+    graf = table["graf"] / table[CERTIFYING]
+    return (
+        "**The paper's Theorem 3.2, as printed, is not a bound.** Its proof bounds the"
+        " head by the largest of its blocks where the sum over all of them is needed, and"
+        " a network that memorises random labels gets a printed \"guarantee\" of 0.55"
+        " test error where every classifier has 0.9 (docs/bounds.md, \"Validity\")."
+        f" On the default run ({nets}) the printed formula (`ours`) is"
+        f" {_span(table['ours'])}; the corrected theorem (`ours_corrected`) is"
+        f" {_span(table[CERTIFYING])}, {_span(factor)} times larger, so the certificate"
+        f" (margin error + ours_corrected) is {_span(table['certificate'])}:"
+        f" {'non-vacuous' if table['non_vacuous'].all() else 'vacuous'}. Among the bounds"
+        f" that are theorems, Golowich et al.'s corrected form is {_span(ratio)} times"
+        f" ours_corrected and Graf et al.'s {_span(graf)} times.\n")

@@ -211,7 +211,6 @@ MEASURED: dict[str, tuple[str, str]] = {
     "test_error": ("Test error", "#7f7f7f"),
     "gap": ("Generalization gap", "#ff7f0e"),
     "margin_error": ("Margin error", "#e377c2"),
-    "certificate": ("Certificate (margin error + corrected bound)", "#17becf"),
 }
 # The DVC metrics of an entry: what review reads (at most 12 numbers). Per-layer
 # ingredients and solver counters stay in the results CSVs.

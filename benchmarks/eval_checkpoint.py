@@ -16,7 +16,7 @@ Three parts, all on the prepared data of the current pipeline (run `dvc repro` f
    trained for a few epochs into a temporary folder (a checkpoint per epoch),
    and for every checkpoint, cold (nothing carried over from the previous one),
    it times sigma_upper (the Fourier-symbol bound), sigma_lower (dense or Lanczos) and the
-   whole bounds part (both sigmas and all five bounds).
+   whole bounds part (both sigmas and every bound of the registry).
 
     python benchmarks/eval_checkpoint.py [--entry 3-32-0] [--widths 32 128 200] [--epochs 3]
         [--original PATH --original-width 128]
@@ -177,7 +177,7 @@ def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
     digest = file_digest(paths.train_data)
     print(f"\nLipschitz constants per checkpoint, cold, CONV-3-W after 0..{epochs} epochs"
           f" (seconds; lower = dense or Lanczos from the plane-wave start; bounds = both sigmas"
-          " and all five bounds)")
+          " and every bound)")
     print(f"{'W':>5} {'epoch':>5} {'upper':>7} {'lower':>7} {'bounds':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for width in widths:

@@ -8,7 +8,7 @@ are compared side by side:
 
 - train: `--epochs` epochs of CONV-3-<width> on the prepared data (run `dvc repro`
   first), the way the train stage runs them (base.threads threads);
-- evaluate: the whole evaluation (error passes, both sigmas, five bounds) of the
+- evaluate: the whole evaluation (error passes, both sigmas, every bound) of the
   last checkpoint of that run.
 
     python benchmarks/kernels.py [--width 16] [--epochs 3] [--repeats 3]

@@ -1,7 +1,9 @@
-"""Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors and the five bounds."""
+"""Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors, every bound of the
+registry and the certificate."""
 
 from normbounds.data import load_split, verify_stats
 from normbounds.evaluate import evaluate_run, write_results
+from normbounds.formulas import BOUND_NAMES
 from normbounds.io import read_json
 from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
 
@@ -18,9 +20,8 @@ def main() -> None:
     write_results(rows, paths.results(entry), paths.metrics(entry))
     last = rows[-1]
     print(f"evaluate@{entry.name}: epoch {last['epoch']} train {last['train_error']:.4f}"
-          f" test {last['test_error']:.4f} ours {last['ours']:.4g} golowich"
-          f" {last['golowich']:.4g} long_sedghi {last['long_sedghi']:.4g} graf"
-          f" {last['graf']:.4g} ledent {last['ledent']:.4g}")
+          f" test {last['test_error']:.4f} certificate {last['certificate']:.4g} "
+          + " ".join(f"{name} {last[name]:.4g}" for name in BOUND_NAMES))
 
 
 if __name__ == "__main__":

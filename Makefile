@@ -1,6 +1,7 @@
 # Entry points (each sets up .venv first, then runs):
 #   make repro   dvc repro on the default profile (params.yaml)
 #   make test    ruff + the test suite (what CI runs)
+#   make test-fast  ruff + the tests not marked e2e (the inner loop, about a minute or two)
 #   make paper   the paper's Figure-1 setup as a named DVC experiment
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
@@ -19,7 +20,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro test paper bench bench-kernels bench-paper
+.PHONY: setup repro test test-fast paper bench bench-kernels bench-paper
 
 setup: $(VENV)/.installed
 
@@ -35,6 +36,10 @@ test: setup
 	ruff check .
 	python -m pytest
 
+test-fast: setup
+	ruff check .
+	python -m pytest -m "not e2e"
+
 paper: setup
 	dvc exp run -n paper $(PAPER)
 
@@ -44,5 +49,9 @@ bench: setup
 bench-kernels: setup
 	python benchmarks/kernels.py
 
-bench-paper: setup
+bench-test-fast: setup
+	ruff check .
+	python -m pytest -m "not e2e"
+
+paper: setup
 	python benchmarks/paper_scale.py

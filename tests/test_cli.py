@@ -90,6 +90,7 @@ def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path
     assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith("train_error,")
 
 
+@pytest.mark.e2e
 def test_console_script_errors_are_one_line(user_files, tmp_path):
     script = Path(sys.executable).with_name("normbounds")
     assert "MODEL" in subprocess.run([script, "bounds", "--help"], capture_output=True,

@@ -22,6 +22,7 @@ from normbounds.train import train_entry
 CUSTOM = {"family": "custom", "factory": "examples.small_cnn:build"}
 
 
+@pytest.mark.e2e
 def test_a_padded_biased_custom_cnn_goes_through_dvc_repro(tmp_path):
     params = tiny_params(model=CUSTOM, grid={"depths": [2], "widths": [3], "seeds": [0]})
     work = make_pipeline(tmp_path / "work", params, "examples")

@@ -75,6 +75,7 @@ def _last(repo: Path) -> Path:
     return sorted((repo / CKPTS).glob("epoch_*.pt"))[-1]
 
 
+@pytest.mark.e2e
 def test_shell_characters_in_the_grid_never_reach_a_shell(repo, baseline, tmp_path):
     marker = tmp_path / "injected"
     lock = (repo / "dvc.lock").read_bytes()
@@ -132,6 +133,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_a_damaged_checkpoint_is_refused_then_retrained(repo, baseline, case, monkeypatch,
                                                         capsys):
@@ -144,6 +146,7 @@ def test_a_damaged_checkpoint_is_refused_then_retrained(repo, baseline, case, mo
     _recovers(repo, baseline)
 
 
+@pytest.mark.e2e
 def test_a_code_carrying_pickle_is_refused_without_running(repo, baseline, tmp_path,
                                                            monkeypatch, capsys):
     marker = tmp_path / "ran"
@@ -157,6 +160,7 @@ def test_a_code_carrying_pickle_is_refused_without_running(repo, baseline, tmp_p
     assert not marker.exists()
 
 
+@pytest.mark.e2e
 def test_a_missing_checkpoint_in_the_middle_is_named_then_rewritten(repo, baseline,
                                                                     monkeypatch, capsys):
     (repo / CKPTS / "epoch_0001.pt").unlink()
@@ -166,6 +170,7 @@ def test_a_missing_checkpoint_in_the_middle_is_named_then_rewritten(repo, baseli
     _recovers(repo, baseline)
 
 
+@pytest.mark.e2e
 def test_an_edited_stats_file_is_refused(repo, baseline, monkeypatch, capsys):
     stats_path = repo / "data" / "prepared" / "stats.json"
     original = stats_path.read_bytes()
@@ -178,6 +183,7 @@ def test_an_edited_stats_file_is_refused(repo, baseline, monkeypatch, capsys):
     _recovers(repo, baseline)
 
 
+@pytest.mark.e2e
 def test_a_failed_switch_to_a_new_config_keeps_the_old_run_whole(repo, baseline, monkeypatch,
                                                                  capsys):
     def refuse(src, dst):
@@ -195,6 +201,7 @@ def test_a_failed_switch_to_a_new_config_keeps_the_old_run_whole(repo, baseline,
     assert tree_digest(repo) == baseline  # not one checkpoint gone
 
 
+@pytest.mark.e2e
 def test_a_full_disk_is_one_line_and_damages_nothing(repo, baseline, monkeypatch, capsys):
     last = _last(repo)
     last.unlink()  # the train stage must write it again, and the disk is full
@@ -215,6 +222,7 @@ def test_a_full_disk_is_one_line_and_damages_nothing(repo, baseline, monkeypatch
     _recovers(repo, baseline)
 
 
+@pytest.mark.e2e
 def test_a_results_table_without_a_column_writes_no_figure(repo, baseline, monkeypatch,
                                                           capsys):
     csv = repo / "results" / f"{ENTRY}.csv"
@@ -253,6 +261,7 @@ LOADER = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(LOADER))
 def test_bad_params_files_are_one_line(repo, baseline, case, monkeypatch, capsys):
     text, fragment = LOADER[case]
@@ -266,6 +275,7 @@ def test_bad_params_files_are_one_line(repo, baseline, case, monkeypatch, capsys
     assert tree_digest(repo) == baseline
 
 
+@pytest.mark.e2e
 def test_a_file_as_data_root_is_one_line(repo, baseline, monkeypatch, capsys):
     write_params(repo, tiny_params(data={"dataset": "mnist", "root": "params.yaml",
                                          "download": True}))
@@ -278,6 +288,7 @@ def test_a_file_as_data_root_is_one_line(repo, baseline, monkeypatch, capsys):
     assert tree_digest(repo) == baseline
 
 
+@pytest.mark.e2e
 def test_milestones_after_the_last_epoch_warn(repo, monkeypatch, capsys):
     write_params(repo, tiny_params(grid={"widths": [2]}, train={"epochs": 3,
                                                                 "milestones": [2, 9]}))
@@ -302,6 +313,7 @@ def test_atomic_writes_get_the_umask_permissions(tmp_path, monkeypatch):
     assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.e2e
 def test_an_unconverged_estimate_is_one_line(repo, baseline, monkeypatch, capsys):
     write_params(repo, tiny_params(grid={"widths": [2]}, train=PARAMS["train"],
                                    bound={"lipschitz": "estimate", "lanczos_max_steps": 1}))

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 
+import pytest
 import torch
 import yaml
 from conftest import REPO, dvc, make_pipeline, write_mnist
@@ -26,6 +27,7 @@ def paper_settings() -> dict[str, str]:
     return dict(re.findall(r"-S '?([\w.]+)=([^' ]+)'?", block))
 
 
+@pytest.mark.e2e
 def test_the_paper_profile_runs_through_dvc_exp_run_on_tiny_mnist(tmp_path):
     settings = paper_settings()
     assert settings["data.dataset"] == "mnist" and settings["grid.depths"] == "[3]"

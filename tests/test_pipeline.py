@@ -95,6 +95,7 @@ def _numbers_per_entry(shown: dict) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.e2e
 def test_dvc_repro_end_to_end_and_only_changed_entries_rerun(pipeline_copy: Path):
     """repro, root status and metrics, a new width, then an experiment and a return to the
     baseline that trains nothing."""

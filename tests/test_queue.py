@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import dvc, make_pipeline, subprocess_env, tiny_params
 
 
+@pytest.mark.e2e
 def test_queued_weight_decays_run_in_parallel(tmp_path):
     params = tiny_params(grid={"widths": [2]}, train={"weight_decay": 0.003})
     work = make_pipeline(tmp_path / "repo", params)

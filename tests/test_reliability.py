@@ -51,6 +51,7 @@ def _assert_clean(work: Path, before: dict[str, str]) -> None:
     assert "up to date" in dvc(work, "status").stdout
 
 
+@pytest.mark.e2e
 def test_killed_training_resumes_bit_identical(repo: Path):
     reference, before = _final_weights(repo), tree_digest(repo)
     folder = repo / "checkpoints" / ENTRY
@@ -81,6 +82,7 @@ def test_killed_training_resumes_bit_identical(repo: Path):
     _assert_clean(repo, before)  # checkpoints, results, metrics: byte for byte as before
 
 
+@pytest.mark.e2e
 def test_truncated_checkpoint_is_named_then_retrained(repo: Path):
     before = tree_digest(repo)
     path = repo / "checkpoints" / ENTRY / "epoch_0005.pt"
@@ -99,6 +101,7 @@ def test_truncated_checkpoint_is_named_then_retrained(repo: Path):
     _assert_clean(repo, before)
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_with_entry_and_epoch(repo: Path):
     before = tree_digest(repo)
     write_params(repo, {**PARAMS, "train": {**PARAMS["train"], "lr": 1e12, "momentum": 0.0}})
@@ -174,6 +177,7 @@ def _run_stage_in_process(repo: Path, script: str, monkeypatch) -> int:
     return exit_info.value.code
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_params_stop_every_stage_before_any_work(repo: Path, case: str, monkeypatch,
                                                      capsys):
@@ -192,6 +196,7 @@ def test_bad_params_stop_every_stage_before_any_work(repo: Path, case: str, monk
     assert tree_digest(repo) == before
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", ["lr <= 0", "delta", "missing data set", "cuda without CUDA"])
 def test_bad_params_through_dvc_repro_change_nothing(repo: Path, case: str):
     # DVC deletes a stage's outputs before running it unless they are `persist: true`

@@ -43,6 +43,7 @@ def prepared(tmp_path_factory) -> Path:
     return work
 
 
+@pytest.mark.e2e
 def test_threads_and_the_cpu_level_of_the_environment_change_no_byte(prepared: Path):
     """A machine with 1 or 2 threads to offer, or another CPU level asked for in the
     environment: base.threads and the pinned kernels decide, so the bytes agree."""
@@ -90,6 +91,7 @@ def test_openblas_runs_the_pinned_kernels_on_this_cpu():
                          for line in cores)
 
 
+@pytest.mark.e2e
 def test_torch_imported_first_is_one_line_error(tmp_path: Path):
     """A program that loads torch before normbounds gets unpinned kernels: the stage
     set-up refuses, naming the fix."""

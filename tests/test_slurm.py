@@ -92,6 +92,7 @@ def slurm_env(tmp_path):
     cluster.stop()
 
 
+@pytest.mark.e2e
 def test_tiny_grid_on_slurm_equals_local_repro(tmp_path, slurm_env):
     local = make_pipeline(tmp_path / "local", tiny_params())
     start = time.monotonic()
@@ -131,6 +132,7 @@ def _logs(work: Path) -> str:
                      for p in sorted(work.glob(".slurm/*/*.out")))
 
 
+@pytest.mark.e2e
 def test_train_task_near_its_time_limit_is_requeued_and_resumes(tmp_path, slurm_env):
     params = tiny_params(data={"train_size": 1000}, grid={"widths": [2]},
                          train={"epochs": 6, "batch_size": 10, "milestones": [4]})

@@ -117,6 +117,7 @@ STUDY_OVERRIDES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("study", list(STUDY_OVERRIDES))
 def test_study_pipeline_end_to_end(tmp_path, study):
     params = yaml.safe_load((REPO / "studies" / study / "params.yaml").read_text())

@@ -118,6 +118,23 @@ def _reference_weights(specs: list[LayerSpec], reference: nn.Module | None,
     return [r.to(s.weight.device) for r, s in zip(refs, specs, strict=True)]
 
 
+STATS_KEYS = ("m", "P", "S", "input_shape")  # what the bounds read (X is reported only)
+
+
+def _input_shape(train_x: object, stats: dict | None) -> tuple[int, ...]:
+    """The model's input shape (c, n, n), from train_x or from stats."""
+    if train_x is not None:
+        if not torch.is_tensor(train_x) or train_x.dim() != 4:
+            shape = tuple(train_x.shape) if torch.is_tensor(train_x) else type(train_x).__name__
+            raise InputError(f"train_x: expected float images (N, c, n, n), got {shape}")
+        return tuple(train_x.shape[1:])
+    missing = [k for k in STATS_KEYS if k not in stats]
+    if missing:
+        raise InputError(f"stats: missing {missing}; pass m, P, S and input_shape as the"
+                         " prepare stage writes them (data/prepared/stats.json), or train_x")
+    return tuple(stats["input_shape"])
+
+
 def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
             num_classes: int | None = None, params: Config | BoundConfig | None = None,
             stats: dict | None = None, patch_norms: list[float] | None = None,
@@ -140,8 +157,9 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
         raise InputError("bounds.compute needs the training inputs: pass train_x, or stats"
                          " (m, P, S, X, input_shape) and patch_norms")
     if network is None:
-        shape = tuple(train_x.shape[1:]) if train_x is not None else stats["input_shape"]
+        shape = _input_shape(train_x, stats)
         network = read_network(model, tuple(shape))
+    inputs = None if train_x is None else network.inputs(train_x)  # checked, model's dtype
     if stats is None:
         stats = {"m": len(train_x), **data_statistics(train_x)}
     n_classes = num_classes or stats.get("num_classes") or network.num_classes
@@ -150,9 +168,11 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
                          f" {network.num_classes} logits")
     specs, stats = network.specs, network.data_stats(stats)
     if patch_norms is None:
-        device = specs[0].weight.device
-        patch_norms = measure_patch_norms(network, train_x.to(device),
+        patch_norms = measure_patch_norms(network, inputs,
                                           network.batch_size(bc.eval_batch_size))
+    elif len(patch_norms) != len(specs):
+        raise InputError(f"patch_norms: {len(patch_norms)} values for a network of"
+                         f" {len(specs)} layers; pass one b_l per layer (or train_x)")
     m, n_classes, d = int(stats["m"]), int(n_classes), len(specs)
     hidden, head = specs[:-1], specs[-1]  # conv or dense hidden layers, the head
     # a dense first layer (or a head reading the input) sees the whole image as one

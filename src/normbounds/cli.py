@@ -25,7 +25,7 @@ from torch import nn
 from normbounds import bounds, checkpoints
 from normbounds.config import BaseConfig, BoundConfig, DataConfig
 from normbounds.data import prepare, preprocess
-from normbounds.datasets import DATASETS, Split, image_folder
+from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import InputError
 from normbounds.evaluate import data_pass
 from normbounds.formulas import certificate, status
@@ -47,7 +47,7 @@ def read_data(spec: str, root: str) -> Split:
         blob = load_torch(path)
         if not isinstance(blob, dict) or not {"x", "y"} <= set(blob):
             raise InputError(f"{path}: expected a dict with tensors x (N, c, n, n) and y (N,)")
-        split = Split(blob["x"], blob["y"].long())
+        split = checked_tensors(path, blob["x"], blob["y"], "x", "y")
     else:
         raise InputError(f"--data {spec!r}: not a data set name ({', '.join(DATASETS)}), a"
                          " folder or a file")
@@ -78,7 +78,7 @@ def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
                 model.load_state_dict(state.get("model", state) if isinstance(state, dict)
                                       else state)
             except (RuntimeError, TypeError, AttributeError) as err:
-                first = str(err).strip().splitlines()[0]
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
                 raise InputError(f"--weights {weights}: does not fit {spec} ({first})") from None
         return model.eval()
     if not path.is_file():
@@ -138,8 +138,7 @@ def run(argv: list[str] | None = None) -> dict:
     data = read_data(args.data, args.root)
     model = read_model(args.model, args.weights, data, args.depth, args.width)
     network = read_network(model, tuple(data.x.shape[1:]))
-    x = data.x.to(torch.float64 if isinstance(model, torch.jit.ScriptModule) else
-                  next(model.parameters()).dtype)
+    x = network.inputs(data.x, "--data")  # checked, in the model's dtype
     with eval_mode(network.module):  # errors, margin error and patch norms in one pass
         train = data_pass(network, Split(x, data.y), "cross_entropy", args.gamma,
                           network.batch_size(args.batch_size), patches=True)

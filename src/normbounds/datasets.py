@@ -222,19 +222,21 @@ def _tensors(cfg: DataConfig) -> tuple[Split, Split, int]:
     if not isinstance(blob, dict) or not {"x", "y"} <= set(blob):
         raise DatasetError(f"{path}: expected a dict with tensors x and y (and optionally"
                            " x_test, y_test)")
-    train = _checked(path, blob["x"], blob["y"], "x", "y")
+    train = checked_tensors(path, blob["x"], blob["y"], "x", "y")
     if "x_test" in blob:
-        test = _checked(path, blob["x_test"], blob.get("y_test"), "x_test", "y_test")
+        test = checked_tensors(path, blob["x_test"], blob.get("y_test"), "x_test", "y_test")
         return train, test, int(max(train.y.max(), test.y.max())) + 1
     return (*_hold_out(train, cfg), int(train.y.max()) + 1)
 
 
-def _checked(path: Path, x, y, x_key: str, y_key: str) -> Split:
-    ok = (torch.is_tensor(x) and x.dim() == 4 and x.shape[2] == x.shape[3] and torch.is_tensor(y)
-          and y.dim() == 1 and len(y) == len(x) and not y.is_floating_point())
+def checked_tensors(path: Path, x: object, y: object, x_key: str, y_key: str) -> Split:
+    """x (N, c, n, n) finite images and y (N,) integer labels >= 0 of one file, N >= 1."""
+    ok = (torch.is_tensor(x) and x.dim() == 4 and x.shape[2] == x.shape[3] and len(x) > 0
+          and torch.is_tensor(y) and y.dim() == 1 and len(y) == len(x)
+          and not y.is_floating_point() and not y.is_complex())
     if not ok or (y < 0).any() or (x.is_floating_point() and not x.isfinite().all()):
-        raise DatasetError(f"{path}: {x_key} must be (N, c, n, n) finite images and {y_key}"
-                           " (N,) integer labels >= 0")
+        raise DatasetError(f"{path}: {x_key} must be (N, c, n, n) finite images with N >= 1"
+                           f" and {y_key} (N,) integer labels >= 0")
     return Split(x, y.long())
 
 

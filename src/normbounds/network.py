@@ -222,6 +222,21 @@ class Network:
     in_shape: tuple[int, ...]
     num_classes: int
     module: nn.Module  # x -> (logits, *each layer's largest squared patch norm)
+    dtype: torch.dtype = torch.float32  # what `module` reads: the model's own dtype
+
+    def inputs(self, x: object, name: str = "train_x") -> torch.Tensor:
+        """x checked (finite float images (N, c, n, n) of the network's input shape, N >= 1)
+        and cast to the dtype and device the module reads."""
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        if (not torch.is_tensor(x) or not x.is_floating_point() or x.dim() != 4
+                or len(x) == 0 or tuple(x.shape[1:]) != self.in_shape):
+            want = ", ".join(str(v) for v in self.in_shape)
+            dtype = f" {x.dtype}" if torch.is_tensor(x) else ""
+            raise InputError(f"{name}: expected float images of shape (N, {want}) with"
+                             f" N >= 1, got {shape}{dtype}")
+        if not x.isfinite().all():
+            raise InputError(f"{name}: holds nan or inf; pass finite images")
+        return x.to(device=self.specs[0].weight.device, dtype=self.dtype)
 
     def forward_with_patch_norms(self, x: torch.Tensor) -> tuple[torch.Tensor,
                                                                   list[torch.Tensor]]:
@@ -242,8 +257,10 @@ class Network:
         if not self.augmented:
             return stats
         m, pixels = stats["m"], self.in_shape[1] * self.in_shape[2]
-        return {**stats, "P": stats["P"] + m, "S": (stats["S"] ** 2 + m * pixels) ** 0.5,
-                "X": (stats["X"] ** 2 + pixels) ** 0.5}
+        out = {**stats, "P": stats["P"] + m, "S": (stats["S"] ** 2 + m * pixels) ** 0.5}
+        if "X" in stats:
+            out["X"] = (stats["X"] ** 2 + pixels) ** 0.5
+        return out
 
 
 class _Canonical(nn.Module):
@@ -292,7 +309,9 @@ def read_network(model: nn.Module, in_shape: tuple[int, ...]) -> Network:
                 reduced.append(graph.call_module(f"patch_norm_{i}", (feed,)))
         output.args = ((output.args[0], *reduced),)
         module.recompile()
-    return Network(specs, augment, tuple(in_shape), layers[-1].weight.shape[0], module)
+    param = None if script else next(model.parameters(), None)
+    dtype = torch.float64 if script else param.dtype if param is not None else torch.float32
+    return Network(specs, augment, tuple(in_shape), layers[-1].weight.shape[0], module, dtype)
 
 
 @contextmanager

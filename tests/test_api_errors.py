@@ -1,0 +1,87 @@
+"""Misuse of the API and the CLI: one line naming the argument and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from normbounds import bounds, cli
+from normbounds.errors import DatasetError, InputError, NormboundsError
+
+
+def _model(dtype: torch.dtype = torch.float32) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 3, 2, bias=False), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(3 * 7 * 7, 4, bias=False)).to(dtype).eval()
+
+
+def test_a_float64_model_reads_float32_inputs_as_float64():
+    x = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    ours = bounds.compute(_model(torch.float64), x)  # float32 inputs: cast, not a crash
+    assert ours == bounds.compute(_model(torch.float64), x.double())
+    # and a float32 model casts float64 inputs down, as its own forward pass would
+    assert bounds.compute(_model(), x.double())["b_l1"] == pytest.approx(
+        bounds.compute(_model(), x)["b_l1"], rel=1e-7)
+
+
+@pytest.mark.parametrize(("x", "message"), [
+    (torch.rand(5, 8, 8), "train_x: expected float images (N, c, n, n), got (5, 8, 8)"),
+    ([[0.0]], "train_x: expected float images (N, c, n, n), got list"),
+    (torch.rand(0, 1, 8, 8), "train_x: expected float images of shape (N, 1, 8, 8) with N >= 1,"
+                             " got (0, 1, 8, 8) torch.float32"),
+    (torch.ones(4, 1, 8, 8, dtype=torch.int64), "train_x: expected float images of shape"
+                                                " (N, 1, 8, 8) with N >= 1, got (4, 1, 8, 8)"
+                                                " torch.int64"),
+    (torch.full((4, 1, 8, 8), float("nan")), "train_x: holds nan or inf; pass finite images"),
+])
+def test_bad_training_inputs_are_named(x, message):
+    with pytest.raises(InputError) as err:
+        bounds.compute(_model(), x)
+    assert str(err.value) == message
+
+
+def test_missing_statistics_and_patch_norms_are_named():
+    stats = {"m": 10, "P": 1.0, "S": 2.0, "X": 1.0}
+    with pytest.raises(InputError, match=r"^stats: missing \[.input_shape.\]; pass m, P, S and"):
+        bounds.compute(_model(), stats=stats, patch_norms=[1.0, 1.0])
+    with pytest.raises(InputError, match=r"^patch_norms: 3 values for a network of 2 layers"):
+        bounds.compute(_model(), stats={**stats, "input_shape": [1, 8, 8]},
+                       patch_norms=[1.0, 1.0, 1.0])
+
+
+@pytest.fixture
+def factory(tmp_path, monkeypatch):
+    """A factory module whose state_dict loading fails with an empty message."""
+    (tmp_path / "emptyerr.py").write_text(
+        "from torch import nn\n\n\nclass Net(nn.Sequential):\n"
+        "    def load_state_dict(self, state, strict=True):\n        raise RuntimeError()\n\n\n"
+        "def build():\n    return Net(nn.Conv2d(1, 2, 2, bias=False), nn.ReLU(), nn.Flatten(),"
+        " nn.Linear(2 * 7 * 7, 3, bias=False))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    sys.modules.pop("emptyerr", None)
+
+
+def test_cli_data_files_are_checked_like_the_tensors_data_set(factory):
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6) % 3
+    bad = {"empty.pt": {"x": x[:0], "y": y[:0]}, "short.pt": {"x": x, "y": y[:4]},
+           "nan.pt": {"x": torch.full_like(x, float("inf")), "y": y},
+           "float_labels.pt": {"x": x, "y": y.float()}}
+    for name, blob in bad.items():
+        torch.save(blob, factory / name)
+        with pytest.raises(DatasetError) as err:
+            cli.run(["bounds", "emptyerr:build", "--data", name])
+        assert str(err.value) == (f"{name}: x must be (N, c, n, n) finite images with N >= 1"
+                                  " and y (N,) integer labels >= 0")
+
+
+def test_an_exception_without_a_message_still_gives_one_line(factory):
+    torch.save({"x": torch.rand(6, 1, 8, 8), "y": torch.arange(6) % 3}, factory / "d.pt")
+    torch.save({}, factory / "w.pt")
+    with pytest.raises(NormboundsError) as err:
+        cli.run(["bounds", "emptyerr:build", "--weights", "w.pt", "--data", "d.pt"])
+    assert str(err.value) == "--weights w.pt: does not fit emptyerr:build (RuntimeError)"

@@ -1,6 +1,6 @@
 # Entry points (each sets up .venv first, then runs):
 #   make repro   dvc repro on the default profile (params.yaml)
-#   make test    ruff + the test suite (what CI runs)
+#   make test    ruff, the import contracts (lint-imports) and the test suite (what CI runs)
 #   make test-fast  ruff + the tests not marked e2e (the inner loop, about a minute or two)
 #   make paper   the paper's Figure-1 setup as a named DVC experiment
 #   make bench   the evaluation benchmark (by hand, prints ratios)
@@ -26,7 +26,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -e '.[test]'
+	$(VENV)/bin/pip install -e '.[pipeline,test]'
 	touch $@
 
 repro: setup
@@ -34,10 +34,12 @@ repro: setup
 
 test: setup
 	ruff check .
+	lint-imports
 	python -m pytest
 
 test-fast: setup
 	ruff check .
+	lint-imports
 	python -m pytest -m "not e2e"
 
 paper: setup
@@ -49,9 +51,5 @@ bench: setup
 bench-kernels: setup
 	python benchmarks/kernels.py
 
-bench-test-fast: setup
-	ruff check .
-	python -m pytest -m "not e2e"
-
-paper: setup
+bench-paper: setup
 	python benchmarks/paper_scale.py

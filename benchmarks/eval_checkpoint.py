@@ -35,19 +35,24 @@ from types import SimpleNamespace
 import torch
 from paper_scale import forward_flops
 
-from normbounds import bounds, checkpoints
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import write_mnist_files  # noqa: E402 (the tests' IDX writer)
+
+from normbounds import checkpoints
 from normbounds.config import Entry, load_params
 from normbounds.data import load_split, load_splits
-from normbounds.datasets import write_mnist_files
 from normbounds.evaluate import evaluate_model, evaluate_run
-from normbounds.fourier import fourier_upper
 from normbounds.io import read_json
-from normbounds.lipschitz import converged_lower
+from normbounds.losses import LOSSES
+from normbounds.measure import bounds
+from normbounds.measure.fourier import fourier_upper
+from normbounds.measure.lipschitz import converged_lower
+from normbounds.measure.network import describe, eval_mode, read_network
+from normbounds.measure.passes import data_pass
 from normbounds.models import arch_for
-from normbounds.network import describe, read_network
 from normbounds.paths import Paths
 from normbounds.runtime import resolve_device
-from normbounds.train import file_digest, loss_fn, run_epoch, train_entry
+from normbounds.train import file_digest, run_epoch, train_entry
 
 
 def default_entry(cfg, paths, entry, stats, train, test, device) -> None:
@@ -59,7 +64,7 @@ def default_entry(cfg, paths, entry, stats, train, test, device) -> None:
     tc = cfg.train
     opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                           weight_decay=tc.weight_decay)
-    loss = loss_fn(tc.loss, stats["num_classes"])
+    loss = LOSSES[tc.loss](stats["num_classes"])
     start = time.perf_counter()
     run_epoch(model, opt, train, tc.batch_size, loss, torch.Generator().manual_seed(0), "bench")
     epoch_s = time.perf_counter() - start
@@ -189,8 +194,9 @@ def widths_table(cfg, paths, stats, train, widths, epochs) -> None:
             for epoch, path in checkpoints.list_epochs(folder):
                 model, _ = checkpoints.load(path)
                 network = read_network(model, tuple(stats["input_shape"]))
-                patch = bounds.measure_patch_norms(network, train.x,
-                                                   network.batch_size(cfg.bound.eval_batch_size))
+                batch = network.batch_size(cfg.bound.eval_batch_size)
+                with eval_mode(network.module):
+                    patch = data_pass(network, train.x, batch_size=batch).patch_norms
                 up, low, whole = sigma_times(model, cfg, stats, patch)
                 totals.append(whole)
                 print(f"{width:>5} {epoch:>5} {up:>7.3f} {low:>7.3f} {whole:>7.3f}")

@@ -1,7 +1,7 @@
 """The speed cost of the pinned CPU kernels, run by hand (`make bench-kernels`).
 
-Pinned (the default: the same numbers on every x86-64 CPU, README "What is
-reproducible") against native (NORMBOUNDS_NATIVE_KERNELS=1: each CPU's own
+Pinned (the default: the same numbers on every x86-64 CPU, docs/reproducibility.md)
+against native (NORMBOUNDS_NATIVE_KERNELS=1: each CPU's own
 kernels). Each measurement runs in a fresh process, because the kernels are fixed
 when torch loads; the two settings alternate, `--repeats` times, and the medians
 are compared side by side:

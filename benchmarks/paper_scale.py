@@ -23,13 +23,14 @@ from pathlib import Path
 import torch
 
 from normbounds import checkpoints
-from normbounds.config import BoundConfig, Config, ModelConfig, TrainConfig
+from normbounds.config import Config, ModelConfig, TrainConfig
 from normbounds.data import Split
 from normbounds.evaluate import evaluate_model
-from normbounds.models import Arch, ConvNet
+from normbounds.losses import LOSSES
+from normbounds.measure.options import BoundConfig
+from normbounds.models import Arch, GridNet
 from normbounds.precision import COMPILE_MODES, PRECISIONS, compiled, forward_context, tf32_products
 from normbounds.runtime import resolve_device
-from normbounds.train import loss_fn
 
 PEAK_TFLOPS = {  # dense fp32 / tf32 / bf16 tensor-core peaks (vendor data sheets, SXM)
     "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
@@ -71,10 +72,10 @@ def peak(device: torch.device) -> tuple[float, str]:
 def step_seconds(width: int, steps: int, device: torch.device, precision: str = "fp32",
                  compile_mode: str = "none") -> float:
     """Seconds per batch-32 training step under train.precision and train.compile."""
-    model = ConvNet(Arch((1, 28, 28), 10, 3, width)).to(device)
+    model = GridNet(Arch((1, 28, 28), 10, 3, width)).to(device)
     step_model = compiled(model, compile_mode)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=3e-3)
-    loss = loss_fn("mse", 10)
+    loss = LOSSES["mse"](10)
     x = torch.rand(32, 1, 28, 28, device=device)
     y = torch.arange(32, device=device) % 10
     with tf32_products(PRECISIONS[precision].tf32):
@@ -95,7 +96,7 @@ def step_seconds(width: int, steps: int, device: torch.device, precision: str = 
 
 def sizes(width: int) -> tuple[int, int]:
     """(slim checkpoint bytes, old-format bytes: the same plus the momentum buffers)."""
-    model = ConvNet(Arch((1, 28, 28), 10, 3, width))
+    model = GridNet(Arch((1, 28, 28), 10, 3, width))
     weights = sum(p.numel() * p.element_size() for p in model.state_dict().values())
     with tempfile.TemporaryDirectory() as tmp:
         state = {"epoch": 1, "arch": model.arch.to_dict(), "config": {}, "history": [],
@@ -105,7 +106,7 @@ def sizes(width: int) -> tuple[int, int]:
 
 
 def evaluation_parts(width: int, device: torch.device, m: int = 1000) -> dict[str, float]:
-    model = ConvNet(Arch((1, 28, 28), 10, 3, width)).to(device).eval()
+    model = GridNet(Arch((1, 28, 28), 10, 3, width)).to(device).eval()
     gen = torch.Generator().manual_seed(0)
     train = Split(torch.rand(m, 1, 28, 28, generator=gen), torch.arange(m) % 10).to(device)
     stats = {"m": m, "num_classes": 10, "P": 1.0, "S": 1.0, "X": 1.0,

@@ -1,5 +1,5 @@
 """A user's own network for the pipeline: `model.family: custom` with
-`model.factory: examples.small_cnn:build` (README, "Bounds for your own model").
+`model.factory: examples.small_cnn:build` (docs/api.md, "Through the pipeline").
 
 `depth` zero-padded 3x3 conv layers with biases ("same" padding, the last of
 stride 2), ReLU between them, then a linear head with a bias. The bounds read

@@ -3,8 +3,8 @@ registry and the certificate."""
 
 from normbounds.data import load_split, verify_stats
 from normbounds.evaluate import evaluate_run, write_results
-from normbounds.formulas import BOUND_NAMES
 from normbounds.io import read_json
+from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
 
 

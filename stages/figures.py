@@ -1,8 +1,8 @@
 """Stage `figures`: results/<entry>.csv -> Figure 1 (as printed), the valid bounds beside it,
 bounds vs width, layer norms, summary, the DVC plot template."""
 
-from normbounds import plots
-from normbounds.reports import load_results, summary, write_summary
+from normbounds.report import plots
+from normbounds.report.reports import load_results, summary, write_summary
 from normbounds.runtime import run_stage, stage_args, stage_config
 
 

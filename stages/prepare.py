@@ -3,6 +3,7 @@
 from normbounds.data import prepare
 from normbounds.io import save_torch, write_json
 from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
+from normbounds.support import refuse_unreadable
 
 
 def main() -> None:
@@ -10,6 +11,7 @@ def main() -> None:
     cfg = stage_config(paths)
     setup_torch(cfg.base)  # the statistics are sums: threads and kernels as in training
     train, test, stats = prepare(cfg.data)
+    refuse_unreadable(cfg, stats)  # a custom network the bounds cannot read: before training
     save_torch({"x": train.x, "y": train.y}, paths.train_data)
     save_torch({"x": test.x, "y": test.y}, paths.test_data)
     write_json(stats, paths.stats)

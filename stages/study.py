@@ -6,8 +6,8 @@ from pathlib import Path
 
 from normbounds.errors import ConfigError
 from normbounds.io import write_json
+from normbounds.report.studies import FIGURES, load_study
 from normbounds.runtime import run_stage, stage_args, stage_config
-from normbounds.studies import FIGURES, load_study
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from normbounds import bounds, cli
+from normbounds import cli
 from normbounds.errors import DatasetError, InputError, NormboundsError
+from normbounds.measure import bounds
 
 
 def _model(dtype: torch.dtype = torch.float32) -> nn.Module:

@@ -6,25 +6,27 @@ import math
 
 import pytest
 import torch
+from helpers import conv_matrix
 
-from normbounds import bounds, formulas, prior_bounds
-from normbounds.config import BoundConfig
 from normbounds.data import Split
 from normbounds.errors import ConfigError
-from normbounds.evaluate import data_pass, evaluate_model, margin_errors
-from normbounds.lipschitz import conv_matrix
-from normbounds.models import Arch, ConvNet
-from normbounds.network import read_network
-from normbounds.runtime import CPU_BATCH_BYTES, MAX_EVAL_BATCH
+from normbounds.evaluate import evaluate_model
+from normbounds.losses import LOSSES
+from normbounds.measure import bounds, formulas, prior_bounds
+from normbounds.measure.batching import CPU_BATCH_BYTES, MAX_EVAL_BATCH
+from normbounds.measure.network import read_network
+from normbounds.measure.options import BoundConfig
+from normbounds.measure.passes import data_pass, margin_errors
+from normbounds.models import Arch, GridNet
 
 SQ2 = math.sqrt(2.0)
 # sigma_l = sigma_lower, converged to machine precision: the exact operator norms
 TIGHT = BoundConfig(lipschitz="estimate", lanczos_tol=1e-13)
 
 
-def ones_net() -> ConvNet:
+def ones_net() -> GridNet:
     """CONV-2-1 on 1x4x4 inputs, all-ones 2x2 kernels, head rows (1,1,1,1) and (-1,-1,-1,-1)."""
-    net = ConvNet(Arch((1, 4, 4), 2, depth=2, width=1))
+    net = GridNet(Arch((1, 4, 4), 2, depth=2, width=1))
     with torch.no_grad():
         for conv in net.convs:  # W = g V / ||V||_F = 2 * ones / 2 = ones
             conv.parametrizations.weight.original0.fill_(2.0)
@@ -143,9 +145,9 @@ def test_golowich_toeplitz_norm_is_the_dense_frobenius_norm():
         assert torch.linalg.norm(dense).item() == pytest.approx(weight.norm().item() * n_out)
 
 
-def _random_net(seed: int = 0, **arch) -> ConvNet:
+def _random_net(seed: int = 0, **arch) -> GridNet:
     torch.manual_seed(seed)
-    return ConvNet(Arch(**{"in_shape": (1, 10, 10), "num_classes": 10, "depth": 2, "width": 4,
+    return GridNet(Arch(**{"in_shape": (1, 10, 10), "num_classes": 10, "depth": 2, "width": 4,
                            **arch}))
 
 
@@ -193,7 +195,7 @@ def test_auto_evaluation_batch_fills_the_cpu_budget():
     network = read_network(_random_net(3), (1, 10, 10))
     assert network.batch_size(7) == 7
     assert network.batch_size("auto") == CPU_BATCH_BYTES // 4640 == 7231 < MAX_EVAL_BATCH
-    wide = read_network(ConvNet(Arch((1, 28, 28), 10, depth=3, width=128, weight_norm=False)),
+    wide = read_network(GridNet(Arch((1, 28, 28), 10, depth=3, width=128, weight_norm=False)),
                         (1, 28, 28))  # layer 2: 128 * 27^2 in, 128 * 26^2 out
     assert wide.batch_size("auto") == (32 << 20) // (8 * 128 * (27 ** 2 + 26 ** 2)) == 23
     with pytest.raises(ConfigError, match=r"bound\.eval_batch_size = 'big'.*auto"):
@@ -225,8 +227,8 @@ def test_margin_error_at_zero_is_the_error_and_ties_count():
 def test_data_pass_counts_by_hand():
     net = ones_net()  # logits (s, -s) with s = sum of the layer-2 outputs > 0 for x > 0
     data = Split(torch.ones(4, 1, 4, 4), torch.tensor([0, 0, 0, 1]))
-    res = data_pass(read_network(net, (1, 4, 4)), data, "mse", gamma=1.0, batch_size=3,
-                    patches=True)
+    res = data_pass(read_network(net, (1, 4, 4)), data.x, data.y, loss=LOSSES["mse"](2),
+                    gamma=1.0, batch_size=3)
     assert res.error == 0.25 and res.margin_error == 0.25
     # logits (64, -64): MSE against one-hot = mean of ((64-1)^2, 64^2) or (64^2, (-64-1)^2)
     assert res.loss == pytest.approx((3 * (63**2 + 64**2) / 2 + (64**2 + 65**2) / 2) / 4)

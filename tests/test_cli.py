@@ -12,7 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from normbounds import bounds, cli, formulas
+from normbounds import cli
+from normbounds.measure import bounds, formulas
 
 USER_MODULE = '''
 from torch import nn

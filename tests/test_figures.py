@@ -7,10 +7,11 @@ import re
 import pandas as pd
 import pytest
 
-from normbounds import formulas, plots
 from normbounds.config import Entry
+from normbounds.measure import formulas
 from normbounds.paths import Paths
-from normbounds.reports import finding_markdown, load_results, summary, summary_markdown
+from normbounds.report import plots
+from normbounds.report.reports import finding_markdown, load_results, summary, summary_markdown
 
 ENTRIES = [Entry(2, w, s) for w in (4, 8) for s in (0, 1)]
 

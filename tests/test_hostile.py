@@ -92,7 +92,8 @@ def test_shell_characters_in_the_grid_never_reach_a_shell(repo, baseline, tmp_pa
     assert proc.returncode != 0 and not marker.exists()
     assert "grid.widths" in proc.stderr
     # `dvc exp run` checks out the outputs of the pipeline its params resolve to, which
-    # here has no train stage: the cached checkpoints come back with the README's return
+    # here has no train stage: the cached checkpoints come back with the review loop's
+    # return (docs/pipeline.md)
     subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, check=True)
     dvc(repo, "checkout")
     assert tree_digest(repo) == baseline and (repo / "dvc.lock").read_bytes() == lock

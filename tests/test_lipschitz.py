@@ -10,17 +10,24 @@ import math
 import pytest
 import torch
 from conftest import tiny_params
+from helpers import conv_matrix
 
-from normbounds import bounds, lipschitz
-from normbounds.config import BoundConfig, parse_params
+from normbounds.config import parse_params
 from normbounds.data import Split
 from normbounds.errors import ConvergenceError
 from normbounds.evaluate import evaluate_model
-from normbounds.formulas import BOUND_NAMES
-from normbounds.fourier import certified_below, fourier_symbol, fourier_upper, symbol_gram
-from normbounds.lanczos import lanczos_top
-from normbounds.lipschitz import _gram_operator, conv_matrix, conv_sigma, dense_gram, reshaped_norm
-from normbounds.models import Arch, ConvNet
+from normbounds.measure import bounds, lipschitz
+from normbounds.measure.formulas import BOUND_NAMES
+from normbounds.measure.fourier import certified_below, fourier_symbol, fourier_upper, symbol_gram
+from normbounds.measure.lanczos import lanczos_top
+from normbounds.measure.lipschitz import (
+    _gram_operator,
+    conv_sigma,
+    dense_gram,
+    reshaped_norm,
+)
+from normbounds.measure.options import BoundConfig
+from normbounds.models import Arch, GridNet
 
 # 2 kernels x 2 strides x 2 paddings x 4 channel pairs x 2 sides = 64 random layers
 CASES = list(itertools.product((2, 3), (1, 2), (0, 1), ((1, 3), (2, 2), (3, 5), (4, 2)), (6, 9)))
@@ -134,14 +141,14 @@ def test_lanczos_restarts_and_reports_a_cap():
     diag[-1], diag[-2] = 1.0, 1.0 - 1e-8
     start = torch.ones(200, dtype=torch.float64)
     restarted = lanczos_top(lambda v: diag * v, start, tol=1e-12, max_steps=5000, basis=8)
-    assert restarted.converged and restarted.value == pytest.approx(1.0, rel=1e-9)
+    assert restarted.converged and restarted.eigenvalue == pytest.approx(1.0, rel=1e-9)
     capped = lanczos_top(lambda v: diag * v, start, tol=1e-12, max_steps=3)
-    assert not capped.converged and capped.matvecs == 3 and capped.value <= 1.0
+    assert not capped.converged and capped.matvecs == 3 and capped.eigenvalue <= 1.0
 
 
-def _net_with(weight: torch.Tensor) -> ConvNet:
+def _net_with(weight: torch.Tensor) -> GridNet:
     """CONV-2-6 on 4x12x12 inputs whose first layer has the kernel `weight` (6, 4, 2, 2)."""
-    net = ConvNet(Arch((4, 12, 12), 10, depth=2, width=6, weight_norm=False))
+    net = GridNet(Arch((4, 12, 12), 10, depth=2, width=6, weight_norm=False))
     with torch.no_grad():
         net.convs[0].weight.copy_(weight.float())
     return net

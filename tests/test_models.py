@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from normbounds.config import ConfigError
-from normbounds.models import Arch, ConvNet
-from normbounds.network import read_network
+from normbounds.measure.network import read_network
+from normbounds.models import Arch, GridNet
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from normbounds.network import read_network
 )
 def test_shapes_and_sizes(in_shape, depth, kernel, stride, sides):
     width = 5
-    net = ConvNet(Arch(in_shape, 10, depth, width, kernel, stride))
+    net = GridNet(Arch(in_shape, 10, depth, width, kernel, stride))
     assert net.sides == sides
     x = torch.randn(7, *in_shape)
     assert net(x).shape == (7, 10)
@@ -51,7 +51,7 @@ def test_shapes_and_sizes(in_shape, depth, kernel, stride, sides):
 
 def test_effective_weight_norm_equals_gain():
     torch.manual_seed(0)
-    net = ConvNet(Arch((1, 12, 12), 10, 2, 4))
+    net = GridNet(Arch((1, 12, 12), 10, 2, 4))
     for conv, gain in zip(net.convs, (0.37, 2.5), strict=True):
         params = conv.parametrizations.weight
         assert params.original0.numel() == 1  # one scalar gain for the whole kernel
@@ -64,10 +64,10 @@ def test_effective_weight_norm_equals_gain():
 
 
 def test_without_weight_norm_layers_are_plain():
-    net = ConvNet(Arch((1, 12, 12), 10, 2, 4, weight_norm=False))
+    net = GridNet(Arch((1, 12, 12), 10, 2, 4, weight_norm=False))
     assert net.gains() == [] and not hasattr(net.convs[0], "parametrizations")
 
 
 def test_too_deep_is_a_clear_error():
     with pytest.raises(ConfigError, match="layer 3 would see a 1x1 feature map"):
-        ConvNet(Arch((1, 4, 4), 10, 3, 2, kernel_size=2, stride=2))
+        GridNet(Arch((1, 4, 4), 10, 3, 2, kernel_size=2, stride=2))

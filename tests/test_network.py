@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import conv_matrix
 from torch import nn
 
-from normbounds import bounds
 from normbounds.errors import UnsupportedLayerError
-from normbounds.formulas import BOUND_NAMES
-from normbounds.lipschitz import conv_matrix
-from normbounds.network import describe, read_network
+from normbounds.measure import bounds
+from normbounds.measure.formulas import BOUND_NAMES
+from normbounds.measure.network import describe, read_network
 
 N = 8  # input side
 
@@ -126,7 +126,7 @@ def test_biases_become_the_augmented_constant_channel():
 
 
 def _stats(x: torch.Tensor) -> dict:
-    from normbounds.data import data_statistics
+    from normbounds.measure.statistics import data_statistics
 
     return data_statistics(x)
 

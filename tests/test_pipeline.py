@@ -13,9 +13,10 @@ import torch
 import yaml
 from conftest import REPO, dvc, make_pipeline, tiny_params
 
-from normbounds import formulas, plots
 from normbounds.config import Entry
+from normbounds.measure import formulas
 from normbounds.paths import Paths
+from normbounds.report import plots
 
 LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "lanczos_converged",
               "l21", "a", "b"]

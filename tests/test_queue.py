@@ -1,4 +1,4 @@
-"""Variants in parallel on one machine with DVC's own queue (README: "Local queue")."""
+"""Variants in parallel on one machine with DVC's own queue (docs/cluster.md, "the DVC queue")."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_queued_weight_decays_run_in_parallel(tmp_path):
     subprocess.run(["git", "add", "-A"], cwd=work, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
                    cwd=work, check=True)
-    for wd in ("0.0", "0.01"):  # the README's commands
+    for wd in ("0.0", "0.01"):  # the commands of docs/cluster.md
         dvc(work, "exp", "run", "--queue", "-n", f"wd-{wd}", "-S", f"train.weight_decay={wd}")
     # the workers outlive `queue start` and keep any pipe open: give them a file
     with open(tmp_path / "queue.log", "w") as log:

@@ -1,5 +1,5 @@
 """Pinned CPU kernels: the same checkpoint bytes whatever the thread count or the CPU
-kernel level the environment asks for (README, "What is reproducible")."""
+kernel level the environment asks for (docs/reproducibility.md)."""
 
 from __future__ import annotations
 

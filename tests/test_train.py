@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_params
 
-from normbounds import checkpoints
+from normbounds import checkpoints, precision
 from normbounds.checkpoints import save_epochs
 from normbounds.config import Entry, parse_params
 from normbounds.data import Split
@@ -164,12 +165,17 @@ def test_history_files(tmp_path):
     assert sorted(p.name for p in live.parent.iterdir()) == ["2-3-0"]  # nothing left aside
 
 
-def _fake_code(monkeypatch, source):
-    """The fingerprint's code files, with train.py replaced by `source` (a file)."""
-    from normbounds import train
+def _fake_code(monkeypatch, source, name="train.py"):
+    """The files the train stage imports, with src/normbounds/<name> replaced by `source`
+    (a file): the fingerprint (train.code_files) digests it under the real file's name."""
+    from normbounds import imports, train
 
-    real = train.code_files
-    monkeypatch.setattr(train, "code_files", lambda cfg: {**real(cfg), "train.py": source})
+    real = imports.stage_files("train")
+    swapped = [source if imports.relative(p) == f"src/normbounds/{name}" else p for p in real]
+    assert swapped != real
+    monkeypatch.setattr(train, "stage_files", lambda stage: swapped)
+    monkeypatch.setattr(train, "relative", lambda p: (f"src/normbounds/{name}" if p == source
+                                                      else imports.relative(p)))
 
 
 def test_a_code_change_keeps_the_old_run_aside_and_names_the_file(tmp_path, monkeypatch):
@@ -185,9 +191,24 @@ def test_a_code_change_keeps_the_old_run_aside_and_names_the_file(tmp_path, monk
     aside = [p for p in tmp_path.iterdir() if p.name.startswith(".run.code-")]
     assert len(aside) == 1  # the old run, byte for byte
     assert {p.name: p.read_bytes() for p in aside[0].iterdir()} == before
-    assert any(f"was trained by other code (train.py changed): kept in {aside[0]}" in m
-               for m in messages)
+    assert any("was trained by other code (src/normbounds/train.py changed): kept in"
+               f" {aside[0]}" in m for m in messages)
     assert [e for e, _ in checkpoints.list_epochs(folder)] == [0, 1, 2, 3]  # trained afresh
+
+
+def test_editing_precision_py_invalidates_a_run(tmp_path, monkeypatch):
+    """precision.py changes the trained weights (TF32, bf16), so it is in the fingerprint:
+    a run trained before an edit of it is not resumed."""
+    source = tmp_path / "precision.py"
+    source.write_text((Path(precision.__file__)).read_text())
+    _fake_code(monkeypatch, source, "precision.py")
+    folder = tmp_path / "run"
+    _run(_cfg(), folder)
+    source.write_text(source.read_text() + "# an edit\n")
+    messages = []
+    _run(_cfg(), folder, messages)
+    assert any("(src/normbounds/precision.py changed)" in m for m in messages), messages
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".run.code-")]) == 1
 
 
 def test_a_code_change_declared_harmless_resumes_the_run(tmp_path, monkeypatch):

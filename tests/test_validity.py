@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from normbounds import bounds, formulas
-from normbounds.evaluate import margin_errors
+from normbounds.measure import bounds, formulas
+from normbounds.measure.passes import margin_errors
 
 
 def corrected_r(depth_d: int, preds: list[int], positions: int, classes: int, P: float, m: int,

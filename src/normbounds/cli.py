@@ -11,27 +11,28 @@ are used as they are, so pass the inputs exactly as the model saw them in traini
 from __future__ import annotations
 
 import argparse
+import csv
 import inspect
-import math
+import io
 import typing
 import warnings
 import zipfile
 from pathlib import Path
 
-import pandas as pd
 import torch
 from torch import nn
 
-from normbounds import bounds, checkpoints
-from normbounds.config import BaseConfig, BoundConfig, DataConfig
+from normbounds import checkpoints
+from normbounds.config import BaseConfig, DataConfig
 from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import InputError
-from normbounds.evaluate import data_pass
-from normbounds.formulas import certificate, status
 from normbounds.io import load_torch, write_json, write_text
+from normbounds.measure.assess import assess, finite_or_none
+from normbounds.measure.formulas import status
+from normbounds.measure.network import read_network
+from normbounds.measure.options import BoundConfig
 from normbounds.models import load_factory
-from normbounds.network import eval_mode, read_network
 from normbounds.runtime import run_stage, setup_torch
 
 
@@ -127,6 +128,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _table(row: dict) -> str:
+    """Markdown: every value of the row beside the status of the bound it is."""
+    cells = [(k, f"{v:.6g}" if isinstance(v, float) else str(v), status(k))
+             for k, v in row.items()]
+    widths = [max(len(c[i]) for c in [("", "value", "status"), *cells]) for i in range(3)]
+    lines = [("", "value", "status"), tuple("-" * w for w in widths), *cells]
+    return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
+                     + " |" for line in lines)
+
+
+def _write_row(row: dict, out: Path) -> None:
+    if out.suffix == ".json":  # JSON has no inf or nan: null, as in metrics/
+        write_json(finite_or_none(row), out)
+        return
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(row)
+    writer.writerow([f"{v:.10g}" if isinstance(v, float) else v for v in row.values()])
+    write_text(text.getvalue(), out)
+
+
 def run(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     if args.out is not None and Path(args.out).suffix not in (".json", ".csv"):
@@ -138,24 +160,11 @@ def run(argv: list[str] | None = None) -> dict:
     data = read_data(args.data, args.root)
     model = read_model(args.model, args.weights, data, args.depth, args.width)
     network = read_network(model, tuple(data.x.shape[1:]))
-    x = network.inputs(data.x, "--data")  # checked, in the model's dtype
-    with eval_mode(network.module):  # errors, margin error and patch norms in one pass
-        train = data_pass(network, Split(x, data.y), "cross_entropy", args.gamma,
-                          network.batch_size(args.batch_size), patches=True)
-    row = {"train_error": train.error, "margin_error": train.margin_error,
-           **bounds.compute(model, x, params=params, network=network,
-                            patch_norms=train.patch_norms)}
-    row |= certificate(train.margin_error, row)
-    table = pd.DataFrame({"value": pd.Series(row, dtype=object),
-                          "status": [status(k) for k in row]})
-    print(table.to_markdown(floatfmt=".6g"))
+    x = network.inputs(data.x, "--data")  # checked here, so an error names --data
+    row = assess(model, x, data.y, params=params, network=network)
+    print(_table(row))
     if args.out is not None:
-        out = Path(args.out)
-        if out.suffix == ".json":  # JSON has no inf or nan: null, as in metrics/
-            write_json({k: v if not isinstance(v, float) or math.isfinite(v) else None
-                        for k, v in row.items()}, out)
-        else:
-            write_text(pd.DataFrame([row]).to_csv(index=False, float_format="%.10g"), out)
+        _write_row(row, Path(args.out))
     return row
 
 

@@ -18,30 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from normbounds.constraints import Interval, check_fields, param, require
 from normbounds.datasets import DATASETS
 from normbounds.errors import ConfigError
-from normbounds.limits import check_limits
+from normbounds.losses import LOSSES
+from normbounds.measure.geometry import conv_side
+from normbounds.measure.options import BoundConfig
 from normbounds.precision import COMPILE_MODES, PRECISIONS
 
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: {allowed}")
-
-
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        _fail(key, value, allowed)
+SEED_MAX = 2**32 - 1
+SEED_WHY = "(NumPy's seeds are 32-bit)"
+# 8 GB of float32 weights, before gradients and momentum: far above the paper's 14 M
+MAX_WEIGHTS = 2_000_000_000
 
 
 @dataclass(frozen=True)
 class BaseConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = 2  # torch's intra-op threads, the same on every machine (reproducibility)
+    # torch's intra-op threads, the same on every machine (reproducibility)
+    threads: int = param(2, Interval(int, 1, top=1_024))
 
     def check(self) -> None:
-        _require(self.threads >= 1, "base.threads", self.threads, "must be >= 1")
+        check_fields(self, "base")
 
 
 @dataclass(frozen=True)
@@ -49,57 +47,54 @@ class DataConfig:
     dataset: str = "mnist5k"  # a name of datasets.DATASETS
     root: str = "data/raw"  # torchvision's folder, the ImageFolder, or the tensors' .pt file
     download: bool = False
-    seed: int = 0  # seeds the mnist5k train/test split and the train_size subset
-    test_size: int = 1000  # mnist5k, folder, tensors: samples held out for testing
-    train_size: int | None = None  # seeded class-stratified subset of the train set
-    svhn_extra: int = 0  # svhn only: add the first N images of the `extra` split
-    label_noise: float = 0.0  # fraction of train labels replaced by seeded wrong labels
+    # seeds the mnist5k train/test split and the train_size subset
+    seed: int = param(0, Interval(int, 0, top=SEED_MAX, why=SEED_WHY))
+    # mnist5k, folder, tensors: samples held out for testing
+    test_size: int = param(1000, Interval(int, 1))
+    # seeded class-stratified subset of the train set (null: all of it)
+    train_size: int | None = param(None, Interval(int, 1))
+    # svhn only: add the first N images of the `extra` split
+    svhn_extra: int = param(0, Interval(int, 0))
+    # fraction of train labels replaced by seeded wrong labels
+    label_noise: float = param(0.0, Interval(float, 0, 1,
+                                             why="(a fraction of the training labels)"))
     standardize: bool = False  # per-channel (x - mean) / std after scaling to [0, 1]
     mean: tuple[float, ...] = (0.1307,)
-    std: tuple[float, ...] = (0.3081,)
+    std: tuple[float, ...] = param((0.3081,), Interval(float, 0, closed="neither"))
 
     def check(self) -> None:
-        _require(self.dataset in DATASETS, "data.dataset", self.dataset,
-                 "must be one of " + ", ".join(DATASETS))
-        _require(self.test_size >= 1, "data.test_size", self.test_size, "must be >= 1")
-        _require(self.dataset != "mnist5k" or self.test_size < 5000, "data.test_size",
-                 self.test_size, "must be < 5000 (mnist5k has 5,000 digits)")
-        if self.train_size is not None:
-            _require(self.train_size >= 1, "data.train_size", self.train_size,
-                     "must be null or an integer >= 1")
-        _require(0.0 <= self.label_noise <= 1.0, "data.label_noise", self.label_noise,
-                 "must be in [0, 1] (a fraction of the training labels)")
-        _require(self.svhn_extra >= 0, "data.svhn_extra", self.svhn_extra, "must be >= 0")
-        _require(self.svhn_extra == 0 or self.dataset == "svhn", "data.svhn_extra",
-                 self.svhn_extra, "must be 0 unless data.dataset is svhn")
+        require(self.dataset in DATASETS, "data.dataset", self.dataset,
+                "must be one of " + ", ".join(DATASETS))
+        check_fields(self, "data")
+        require(self.dataset != "mnist5k" or self.test_size < 5000, "data.test_size",
+                self.test_size, "must be < 5000 (mnist5k has 5,000 digits)")
+        require(self.svhn_extra == 0 or self.dataset == "svhn", "data.svhn_extra",
+                self.svhn_extra, "must be 0 unless data.dataset is svhn")
         shape = DATASETS[self.dataset].shape
         if self.standardize and shape is not None:  # other sets: checked once loaded
             channels = shape[0]
             for key, vals in (("data.mean", self.mean), ("data.std", self.std)):
-                _require(len(vals) == channels, key, list(vals),
-                         f"needs one value per channel ({channels} for {self.dataset})")
-        _require(all(s > 0 for s in self.std), "data.std", list(self.std),
-                 "every std must be > 0")
+                require(len(vals) == channels, key, list(vals),
+                        f"needs one value per channel ({channels} for {self.dataset})")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     # fc: dense hidden layers (kernel/stride unused); custom: model.factory builds it
     family: Literal["conv", "fc", "custom"] = "conv"
-    kernel_size: int = 2
-    stride: int = 1
+    kernel_size: int = param(2, Interval(int, 1))
+    stride: int = param(1, Interval(int, 1))
     weight_norm: bool = True  # one scalar gain per layer, on all layers but the head
     factory: str | None = None  # custom: "package.module:function", imported from the root
 
     def check(self) -> None:
         custom = self.family == "custom"
-        _require(custom == (self.factory is not None), "model.factory", self.factory,
-                 "must be set (\"package.module:function\") exactly when model.family is"
-                 " custom")
-        _require(self.factory is None or bool(_FACTORY.fullmatch(self.factory)),
-                 "model.factory", self.factory, "must look like \"package.module:function\"")
-        _require(self.kernel_size >= 1, "model.kernel_size", self.kernel_size, "must be >= 1")
-        _require(self.stride >= 1, "model.stride", self.stride, "must be >= 1")
+        require(custom == (self.factory is not None), "model.factory", self.factory,
+                "must be set (\"package.module:function\") exactly when model.family is"
+                " custom")
+        require(self.factory is None or bool(_FACTORY.fullmatch(self.factory)),
+                "model.factory", self.factory, "must look like \"package.module:function\"")
+        check_fields(self, "model")
 
 
 _FACTORY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -107,71 +102,39 @@ _FACTORY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 @dataclass(frozen=True)
 class GridConfig:
-    depths: tuple[int, ...] = (3,)
-    widths: tuple[int, ...] = (8, 16, 32)
-    seeds: tuple[int, ...] = (0,)
+    depths: tuple[int, ...] = param((3,), Interval(int, 1, top=1_000))
+    widths: tuple[int, ...] = param((8, 16, 32), Interval(int, 1, top=1_000_000))
+    seeds: tuple[int, ...] = param((0,), Interval(int, 0, top=SEED_MAX, why=SEED_WHY))
 
     def check(self) -> None:
         for name in ("depths", "widths", "seeds"):
             vals = getattr(self, name)
-            _require(len(vals) > 0, f"grid.{name}", list(vals), "must list at least one value")
-            _require(len(set(vals)) == len(vals), f"grid.{name}", list(vals),
-                     "must not repeat a value")
-            low = 0 if name == "seeds" else 1
-            _require(all(v >= low for v in vals), f"grid.{name}", list(vals),
-                     f"every value must be >= {low}")
+            require(len(vals) > 0, f"grid.{name}", list(vals), "must list at least one value")
+            require(len(set(vals)) == len(vals), f"grid.{name}", list(vals),
+                    "must not repeat a value")
+        check_fields(self, "grid")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 60
-    batch_size: int = 32
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 3e-3
-    milestones: tuple[int, ...] = ()
-    lr_factor: float = 0.1  # MultiStepLR gamma (renamed: gamma is the margin)
-    loss: Literal["mse", "cross_entropy"] = "mse"
-    save_every: int = 10
+    epochs: int = param(60, Interval(int, 1, top=1_000_000))
+    batch_size: int = param(32, Interval(int, 1, top=10_000_000))
+    lr: float = param(0.01, Interval(float, 0, closed="neither"))
+    momentum: float = param(0.9, Interval(float, 0, 1, closed="left"))
+    weight_decay: float = param(3e-3, Interval(float, 0))
+    milestones: tuple[int, ...] = param((), Interval(int, 1))
+    # MultiStepLR gamma (renamed: gamma is the margin)
+    lr_factor: float = param(0.1, Interval(float, 0, 1, closed="right"))
+    loss: Literal[tuple(LOSSES)] = "mse"  # losses.py
+    save_every: int = param(10, Interval(int, 1, top=1_000_000))
     precision: Literal[tuple(PRECISIONS)] = "fp32"  # precision.py; fp32 is the paper's
     compile: Literal[tuple(COMPILE_MODES)] = "none"  # torch.compile mode (precision.py)
 
     def check(self) -> None:
-        _require(self.epochs >= 1, "train.epochs", self.epochs, "must be >= 1")
-        _require(self.batch_size >= 1, "train.batch_size", self.batch_size, "must be >= 1")
-        _require(self.lr > 0, "train.lr", self.lr, "must be > 0")
-        _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "must be in [0, 1)")
-        _require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must be >= 0")
         ms = list(self.milestones)
-        _require(all(a < b for a, b in zip(ms, ms[1:], strict=False)), "train.milestones", ms,
-                 "must be strictly increasing")
-        _require(all(v >= 1 for v in ms), "train.milestones", ms, "every epoch must be >= 1")
-        _require(0 < self.lr_factor <= 1, "train.lr_factor", self.lr_factor, "must be in (0, 1]")
-        _require(self.save_every >= 1, "train.save_every", self.save_every, "must be >= 1")
-
-
-@dataclass(frozen=True)
-class BoundConfig:
-    gamma: float = 1.0  # margin
-    delta: float = 0.001  # confidence
-    # sigma_l the bounds use: certified (upper bound), estimate (converged from below),
-    # reshaped (the original study's reshaped-kernel norm); docs/bounds.md
-    lipschitz: Literal["certified", "estimate", "reshaped"] = "certified"
-    reference: Literal["zero", "init"] = "zero"  # reference weights of Graf and Ledent
-    lanczos_tol: float = 1e-9  # relative residual at which Lanczos stops (sigma_lower)
-    lanczos_max_steps: int = 5000  # products with A^T A per layer before Lanczos gives up
-    # batch of the error and patch-norm passes; auto: sized by the device (runtime.py)
-    eval_batch_size: Literal["auto"] | int = "auto"
-
-    def check(self) -> None:
-        _require(self.gamma > 0, "bound.gamma", self.gamma, "must be > 0")
-        _require(0 < self.delta < 1, "bound.delta", self.delta, "must be in (0, 1)")
-        _require(0 < self.lanczos_tol < 1, "bound.lanczos_tol", self.lanczos_tol,
-                 "must be in (0, 1)")
-        _require(self.lanczos_max_steps >= 1, "bound.lanczos_max_steps",
-                 self.lanczos_max_steps, "must be >= 1")
-        _require(self.eval_batch_size == "auto" or self.eval_batch_size >= 1,
-                 "bound.eval_batch_size", self.eval_batch_size, "must be auto or >= 1")
+        require(all(a < b for a, b in zip(ms, ms[1:], strict=False)), "train.milestones", ms,
+                "must be strictly increasing")
+        check_fields(self, "train")
 
 
 @dataclass(frozen=True)
@@ -214,14 +177,13 @@ class Config:
             if section.name != "variants":
                 getattr(self, section.name).check()
         _check_architecture(self)
-        check_limits(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def feature_sides(side: int, depth: int, kernel: int, stride: int) -> list[int]:
-    """Spatial sides n_0..n_L of CONV-L feature maps: n_l = floor((n_{l-1} - k)/s) + 1.
+    """Spatial sides n_0..n_L of CONV-L feature maps (geometry.conv_side, no padding).
 
     A layer whose input is smaller than its kernel has no output; such a
     depth is rejected here with the layer named.
@@ -234,50 +196,45 @@ def feature_sides(side: int, depth: int, kernel: int, stride: int) -> list[int]:
                 f" model.stride = {stride} on {side}x{side} inputs: layer {layer} would see a"
                 f" {sides[-1]}x{sides[-1]} feature map, smaller than its kernel"
             )
-        sides.append((sides[-1] - kernel) // stride + 1)
+        sides.append(conv_side(sides[-1], kernel, stride))
     return sides
 
 
+def weight_count(cfg: Config, depth: int, width: int) -> int:
+    """The number of weights of the grid entry's network (exact for conv and fc; 0 when
+    unknown before loading: a custom family, or a data set of unknown shape)."""
+    info = DATASETS[cfg.data.dataset]
+    if info.shape is None or cfg.model.family == "custom":
+        return 0
+    (channels, side, _), classes = info.shape, info.classes
+    if cfg.model.family == "fc":
+        return channels * side * side * width + (depth - 1) * width * width + width * classes
+    k = cfg.model.kernel_size
+    last = feature_sides(side, depth, k, cfg.model.stride)[-1]
+    return (channels * width + (depth - 1) * width * width) * k * k + width * last * last * classes
+
+
 def _check_architecture(cfg: Config) -> None:
+    """Every grid depth fits the input (conv), and no network is too large to hold: its
+    size is computed from the architecture before anything is allocated."""
     shape = DATASETS[cfg.data.dataset].shape
-    if cfg.model.family != "conv" or shape is None:
-        return  # dense layers see the whole input; other shapes are checked once loaded
-    side = shape[1]
+    if cfg.model.family == "conv" and shape is not None:  # other shapes: checked once loaded
+        for depth in cfg.grid.depths:
+            feature_sides(shape[1], depth, cfg.model.kernel_size, cfg.model.stride)
     for depth in cfg.grid.depths:
-        feature_sides(side, depth, cfg.model.kernel_size, cfg.model.stride)
-
-
-# PyYAML follows YAML 1.1, where `3e-3` (no dot) is a string; DVC writes such
-# floats (`dvc exp run -S train.weight_decay=1e-3`), so read them as YAML 1.2 does.
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    """A mapping whose keys are unique: YAML itself would silently keep the last one."""
-    seen = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise ConfigError(f"params.yaml: key {key!r} appears twice (line"
-                              f" {key_node.start_mark.line + 1}); keep one")
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
+        for width in cfg.grid.widths:
+            count = weight_count(cfg, depth, width)
+            require(count <= MAX_WEIGHTS, "grid.widths", list(cfg.grid.widths),
+                    f"depth {depth} at width {width} would have {count:.3g} weights (about"
+                    f" {16 * count / 1e9:.3g} GB for weights, gradients, momentum and a"
+                    f" checkpoint); at most {MAX_WEIGHTS:.3g} weights")
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check `value` against the type hint of its field; return it as the field stores it."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is Literal:
-        _require(isinstance(value, str) and value in args, key, value,
+        require(isinstance(value, str) and value in args, key, value,
                  "must be one of " + ", ".join(args))
         return value
     if origin in (typing.Union, types.UnionType):
@@ -286,24 +243,24 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 2 and typing.get_origin(inner[0]) is Literal:  # Literal[...] | int
             words = typing.get_args(inner[0])
-            _require(value in words or isinstance(value, int) and not isinstance(value, bool),
+            require(value in words or isinstance(value, int) and not isinstance(value, bool),
                      key, value, f"must be {' or '.join(words)} or an integer")
             return value
         return _coerce(value, inner[-1], key)
     if origin is tuple:
-        _require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
+        require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
         return tuple(_coerce(v, args[0], key) for v in value)
     if hint is bool:
-        _require(isinstance(value, bool), key, value, "must be true or false")
+        require(isinstance(value, bool), key, value, "must be true or false")
     elif hint is int:
-        _require(isinstance(value, int) and not isinstance(value, bool), key, value,
+        require(isinstance(value, int) and not isinstance(value, bool), key, value,
                  "must be an integer")
     elif hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        _require(ok and math.isfinite(value), key, value, "must be a finite number")
+        require(ok and math.isfinite(value), key, value, "must be a finite number")
         return float(value)
     elif hint is str:
-        _require(isinstance(value, str), key, value, "must be a string")
+        require(isinstance(value, str), key, value, "must be a string")
     return value
 
 
@@ -351,9 +308,9 @@ def _variants(raw: dict) -> dict[str, dict]:
         raise ConfigError("params.yaml: variants must map a name to section overrides,"
                           f" got {variants!r}")
     for name, over in variants.items():
-        _require(isinstance(name, str) and bool(_VARIANT_NAME.fullmatch(name)), "variants",
+        require(isinstance(name, str) and bool(_VARIANT_NAME.fullmatch(name)), "variants",
                  name, "variant names use letters, digits, '_' and '.' only")
-        _require(isinstance(over, dict) and all(isinstance(v, dict) for v in over.values()),
+        require(isinstance(over, dict) and all(isinstance(v, dict) for v in over.values()),
                  f"variants.{name}", over, "must map sections to {key: value} overrides")
     return variants
 
@@ -388,10 +345,9 @@ def load_params(path: str | Path = "params.yaml", variant: str | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found (run from the pipeline's folder)")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_Loader)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    from normbounds.paramfile import read_yaml  # PyYAML: the pipeline's, not the API's
+
+    raw = read_yaml(path)
     if raw is None:
         raise ConfigError(f"{path}: the file is empty; it must hold the sections base, data,"
                           " model, grid, train, bound (see the repository's params.yaml)")

@@ -16,8 +16,9 @@ from normbounds.config import DataConfig
 from normbounds.datasets import DATASETS, Split, stratified_indices
 from normbounds.errors import ArtifactError, DatasetError
 from normbounds.io import load_torch
+from normbounds.measure.statistics import data_statistics
 
-__all__ = ["DATASETS", "DatasetError", "Split", "data_statistics", "load_split", "load_splits",
+__all__ = ["DATASETS", "DatasetError", "Split", "load_split", "load_splits",
            "noisy_labels", "prepare", "preprocess", "stratified_indices", "verify_stats"]
 
 
@@ -48,22 +49,6 @@ def preprocess(x: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
         std = torch.tensor(cfg.std).view(1, -1, 1, 1)
         out = (out - mean) / std
     return out
-
-
-def data_statistics(x: torch.Tensor, chunk: int = 4096) -> dict[str, float]:
-    """P, S, X of the spec, in float64, on the tensors the network consumes.
-
-    P = max_j sum_i ||z_j(x_i)||^2 (z_j: all channels at pixel j),
-    S = sqrt(sum_i ||x_i||^2), X = max_i ||x_i||.
-    """
-    per_pixel = torch.zeros(x.shape[2:], dtype=torch.float64)  # (n, n)
-    max_norm_sq = 0.0
-    for start in range(0, len(x), chunk):
-        sq = x[start:start + chunk].double() ** 2  # (b, c, n, n)
-        per_pixel += sq.sum(dim=(0, 1))
-        max_norm_sq = max(max_norm_sq, sq.flatten(1).sum(1).max().item())
-    return {"P": per_pixel.max().item(), "S": per_pixel.sum().sqrt().item(),
-            "X": max_norm_sq ** 0.5}
 
 
 def verify_stats(stats: dict, train: Split, path: Path) -> None:

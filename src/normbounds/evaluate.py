@@ -1,94 +1,37 @@
-"""Evaluating saved checkpoints: errors, margins, losses and every bound, one row each.
+"""Evaluating a run's saved checkpoints: one row each (measure.assess), then the files.
 
-One inference pass over the training set gives the train error, the margin
-error, the train loss and the input-patch norms b_l of Ledent's bound; one
-over the test set gives the test error and loss. The data statistics come from
-the prepare stage. Every row is a function of its checkpoint alone (Lanczos
-starts from the Fourier peak, not from the previous checkpoint), so a partial
-or repeated evaluation writes the same bytes.
+The data statistics come from the prepare stage. Every row is a function of its
+checkpoint alone (Lanczos starts from the Fourier peak, not from the previous
+checkpoint), so a partial or repeated evaluation writes the same bytes.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
-from normbounds import bounds, checkpoints
+from normbounds import checkpoints
 from normbounds.config import Config
-from normbounds.data import Split
+from normbounds.datasets import Split
 from normbounds.errors import ArtifactError
-from normbounds.formulas import HEADLINE, certificate
 from normbounds.io import write_json, write_text
-from normbounds.network import Network, eval_mode, read_network
-from normbounds.runtime import progress
-from normbounds.train import loss_fn
-
-
-def margin_errors(logits: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per sample: f(x)_y <= max_{j != y} f(x)_j + gamma (gamma = 0: the 0-1 error, ties
-    counting as errors). logits (B, C), y (B,) -> bool (B,)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
-    return true <= others + gamma
-
-
-@dataclass
-class PassResult:
-    error: float
-    loss: float
-    margin_error: float = math.nan
-    patch_norms: list[float] = field(default_factory=list)
-
-
-@torch.inference_mode()
-def data_pass(network: Network, data: Split, loss_name: str, gamma: float, batch_size: int,
-              patches: bool = False) -> PassResult:
-    """Error, mean loss and margin error over `data`; with `patches`, also b_l per layer."""
-    loss = loss_fn(loss_name, network.num_classes)
-    n_err = n_margin = 0
-    loss_sum = 0.0
-    best = [torch.zeros((), device=data.x.device) for _ in network.specs]
-    for start in progress(range(0, len(data), batch_size), desc="errors", unit="batch",
-                          leave=False):
-        x, y = data.x[start:start + batch_size], data.y[start:start + batch_size]
-        with parametrize.cached():  # the weight-norm weights once per batch, not per use
-            logits, patch_sq = network.forward_with_patch_norms(x)  # (B, C), b_l^2 per layer
-        n_err += margin_errors(logits, y, 0.0).sum().item()
-        n_margin += margin_errors(logits, y, gamma).sum().item()
-        loss_sum += loss(logits.double(), y).item() * len(y)
-        best = [torch.maximum(b, sq) for b, sq in zip(best, patch_sq, strict=True)]
-    m = len(data)
-    norms = [b.item() ** 0.5 for b in best] if patches else []
-    return PassResult(n_err / m, loss_sum / m, n_margin / m, norms)
+from normbounds.losses import LOSSES
+from normbounds.measure.assess import assess
+from normbounds.measure.formulas import HEADLINE
+from normbounds.progress import progress
 
 
 def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,
                    loss_name: str, reference: nn.Module | None = None,
                    timings: dict | None = None) -> dict:
-    """One row: errors, losses, margin error, every bound, the certificate."""
-    bc = cfg.bound
-    network = read_network(model, tuple(train.x.shape[1:]))
-    t0 = time.perf_counter()
-    with eval_mode(model):
-        batch = network.batch_size(bc.eval_batch_size)
-        tr = data_pass(network, train, loss_name, bc.gamma, batch, patches=True)
-        te = data_pass(network, test, loss_name, bc.gamma, batch)
-    t1 = time.perf_counter()
-    values = bounds.compute(model, stats=stats, params=bc, patch_norms=tr.patch_norms,
-                            reference=reference, network=network)
-    if timings is not None:
-        timings["errors"] = timings.get("errors", 0.0) + t1 - t0
-        timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
-    return {"train_error": tr.error, "test_error": te.error, "gap": te.error - tr.error,
-            "train_loss": tr.loss, "test_loss": te.loss, "margin_error": tr.margin_error,
-            **certificate(tr.margin_error, values), **values}
+    """One row (measure.assess): errors, losses, margin error, every bound, the
+    certificate; the losses are the run's own training loss."""
+    return assess(model, train.x, train.y, test=(test.x, test.y), params=cfg.bound,
+                  stats=stats, loss=LOSSES[loss_name](int(stats["num_classes"])),
+                  reference=reference, timings=timings)
 
 
 def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Split,

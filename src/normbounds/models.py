@@ -46,8 +46,9 @@ class Arch:
         return cls(**{**raw, "in_shape": tuple(raw["in_shape"])})
 
 
-class ConvNet(nn.Module):
-    """CONV-L-H (or FC-L-H). The bounds read it like any other model (network.py)."""
+class GridNet(nn.Module):
+    """The network of a grid entry: CONV-L-H (family conv) or FC-L-H (family fc). The
+    bounds read it like any other model (measure/network.py)."""
 
     def __init__(self, arch: Arch) -> None:
         super().__init__()
@@ -57,7 +58,9 @@ class ConvNet(nn.Module):
         # n_l = floor((n_{l-1} - k) / s) + 1; raises ConfigError if a map vanishes
         self.sides = [n0] + [1] * arch.depth if self.dense else feature_sides(
             n0, arch.depth, arch.kernel_size, arch.stride)
-        self.convs = nn.ModuleList()  # the hidden layers, conv or dense
+        # the hidden layers, conv or dense; the name is in every saved state dict
+        # ("convs.0.parametrizations..."), so it stays although fc layers are dense
+        self.convs = nn.ModuleList()
         for layer in range(arch.depth):
             if self.dense:
                 fan_in = c0 * n0 * n0 if layer == 0 else arch.width
@@ -125,7 +128,7 @@ def _custom(arch: Arch) -> nn.Module:
     return model
 
 
-FAMILIES: dict[str, Callable[[Arch], nn.Module]] = {"conv": ConvNet, "fc": ConvNet,
+FAMILIES: dict[str, Callable[[Arch], nn.Module]] = {"conv": GridNet, "fc": GridNet,
                                                     "custom": _custom}
 
 

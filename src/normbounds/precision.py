@@ -1,6 +1,7 @@
 """`train.precision` and `train.compile`: what the training step computes in and how.
 
-Lookup tables, one row per allowed value (README, "Precision and compilation"):
+Lookup tables, one row per allowed value (docs/pipeline.md, "Precision, compilation and
+the evaluation batch"):
 
 - fp32 (default, the paper's): IEEE float32 products everywhere. TF32 is switched
   off for cuBLAS and for cuDNN, where PyTorch turns it on for convolutions by default.

@@ -21,7 +21,8 @@ from typing import Any
 from normbounds import checkpoints
 
 # Set to 1 to declare that a code change alters no number: a run trained by the old code
-# is then resumed (and adopted) instead of kept aside and trained afresh. README, "Code changes".
+# is then resumed (and adopted) instead of kept aside and trained afresh
+# (docs/reliability.md, "Changed training code").
 HARMLESS = "NORMBOUNDS_HARMLESS_CODE_CHANGE"
 
 

@@ -1,15 +1,13 @@
-"""Stage plumbing: torch set-up (threads, determinism, device), progress bars, one-line errors."""
+"""Stage plumbing: torch set-up (threads, determinism, device) and one-line errors."""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from normbounds.config import BaseConfig, Config, Entry, load_params
 from normbounds.errors import ConfigError, NormboundsError
@@ -27,25 +25,6 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-CPU_BATCH_BYTES = 32 << 20  # float64 activations of one CPU evaluation batch (cache-sized)
-GPU_MEMORY_SHARE = 0.25  # of the free device memory, for one evaluation batch
-MAX_EVAL_BATCH = 8192
-
-
-def eval_batch_size(setting: int | str, sample_bytes: int, device: torch.device) -> int:
-    """bound.eval_batch_size: the number itself, or for `auto` the batch whose float64
-    activations (sample_bytes per input) fill the device's budget: 32 MiB on a CPU,
-    where larger batches were measured slower (page faults on large activations),
-    and a quarter of the free memory on a GPU. No value depends on the batch."""
-    if setting != "auto":
-        return int(setting)
-    if device.type == "cuda":
-        budget = torch.cuda.mem_get_info(device)[0] * GPU_MEMORY_SHARE
-    else:
-        budget = CPU_BATCH_BYTES
-    return int(max(1, min(MAX_EVAL_BATCH, budget // max(1, sample_bytes))))
-
-
 def setup_torch(base: BaseConfig) -> torch.device:
     """Threads, deterministic algorithms and the device, for a stage that computes.
 
@@ -61,16 +40,6 @@ def setup_torch(base: BaseConfig) -> torch.device:
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     return resolve_device(base.device)
-
-
-def progress(iterable: Iterable, **kwargs: Any) -> tqdm:
-    """A tqdm bar on a terminal, silent in logs and CI."""
-    return tqdm(iterable, disable=not sys.stderr.isatty(), dynamic_ncols=True, **kwargs)
-
-
-def say(text: str) -> None:
-    """Print a line without garbling a progress bar that is on screen (tqdm.write)."""
-    tqdm.write(text, file=sys.stdout)
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -18,29 +18,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from normbounds import checkpoints
 from normbounds.config import Config, Entry, TrainConfig
 from normbounds.data import Split
 from normbounds.errors import TrainingError
+from normbounds.imports import relative, stage_files
 from normbounds.io import write_dir, write_json, write_text
+from normbounds.losses import LOSSES
 from normbounds.models import Arch, build, factory_file, load_factory
-from normbounds.network import read_network
 from normbounds.precision import PRECISIONS, compiled, forward_context, tf32_products
+from normbounds.progress import progress, say
 from normbounds.reproducibility import kernels_label
 from normbounds.runs import remove_partial, resume_point
-from normbounds.runtime import progress, say
-
-
-def loss_fn(name: str, num_classes: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """train.loss -> loss(logits (B, C), labels (B,)), the batch mean."""
-    if name == "mse":  # the paper's: squared error against one-hot targets, mean over B*C
-        return lambda out, y: F.mse_loss(out, F.one_hot(y, num_classes).to(out.dtype))
-    if name == "cross_entropy":
-        return F.cross_entropy
-    raise ValueError(f"unknown loss {name!r}: allowed mse, cross_entropy")
 
 
 def file_digest(*paths: Path) -> str:
@@ -53,8 +44,10 @@ def file_digest(*paths: Path) -> str:
 
 
 def code_files(cfg: Config) -> dict[str, Path]:
-    """The source files whose digests are part of a run's fingerprint, by name."""
-    files = {"train.py": Path(__file__), "models.py": Path(__file__).with_name("models.py")}
+    """The source files whose digests are part of a run's fingerprint, by path: exactly
+    what the train stage imports (imports.stage_files, precision.py and runtime.py
+    included; no bound code), and a custom network's module."""
+    files = {relative(path): path for path in stage_files("train")}
     if cfg.model.factory is not None:  # a custom network: its module's source too
         load_factory(cfg.model.factory)
         path = factory_file(cfg.model.factory)
@@ -140,12 +133,11 @@ def train_entry(cfg: Config, entry: Entry, data: Split, arch: Arch, folder: Path
     np.random.seed(entry.seed)
     random.seed(entry.seed)
     model = build(arch).to(data.x.device)
-    read_network(model, arch.in_shape)  # an unsupported network is refused before training
     opt = torch.optim.SGD(model.parameters(), lr=tc.lr, momentum=tc.momentum,
                           weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(tc.milestones), gamma=tc.lr_factor)
     gen = torch.Generator().manual_seed(entry.seed)
-    loss = loss_fn(tc.loss, arch.num_classes)
+    loss = LOSSES[tc.loss](arch.num_classes)
     to_save = set(checkpoints.save_epochs(tc.epochs, tc.save_every))
 
     def snapshot(epoch: int, history: list) -> dict[str, Any]:
@@ -202,8 +194,9 @@ def write_history(history: list[list[float]], live_dir: Path) -> None:
     Written from the history stored in the checkpoints into a fresh folder, then
     swapped in: a run killed mid-way, or resumed from an earlier checkpoint, never
     leaves a log that disagrees with its checkpoints. Not with DVCLive itself:
-    DVCLive 3.49 opens the DVC repository and Git from inside the stage, and raises
-    "Empty git repo" in a repository without commits (README, "The pipeline").
+    DVCLive 3.49.1 opens Git from inside the stage and raises "Empty git repo" in a
+    repository without commits, with save_dvc_exp=False and dvcyaml=None too
+    (measured; docs/pipeline.md, "The pipeline").
     """
     rows = [(int(epoch), float(f"{loss:.8g}")) for epoch, loss, _lr in history]
 

@@ -1,0 +1,172 @@
+"""`normbounds bounds MODEL --data DATA`: every bound of docs/bounds.md for any model.
+
+MODEL is a checkpoint of this project, a TorchScript file, or a factory
+`package.module:function` with `--weights state_dict.pt`. DATA is a data set of
+this project (its prepared training split), an image folder (torchvision's
+ImageFolder: one sub-folder per class, or train/ holding them), or a .pt file of
+tensors x (N, c, n, n) and y (N,). Images are scaled to [0, 1]; float tensors
+are used as they are, so pass the inputs exactly as the model saw them in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import io
+import typing
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from normbounds import checkpoints
+from normbounds.config import BaseConfig, DataConfig
+from normbounds.data import prepare, preprocess
+from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
+from normbounds.errors import InputError
+from normbounds.io import load_torch, write_json, write_text
+from normbounds.measure.assess import assess, finite_or_none
+from normbounds.measure.formulas import status
+from normbounds.measure.network import read_network
+from normbounds.measure.options import BoundConfig
+from normbounds.models import load_factory
+from normbounds.runtime import run_stage, setup_torch
+
+
+def read_data(spec: str, root: str) -> Split:
+    """DATA -> the training inputs (float32, as the model reads them) and labels."""
+    path = Path(spec)
+    if spec in DATASETS and not path.exists():
+        train, _, _ = prepare(DataConfig(dataset=spec, root=root))
+        return train
+    if path.is_dir():
+        split, _ = image_folder(path / "train" if (path / "train").is_dir() else path)
+    elif path.is_file():
+        blob = load_torch(path)
+        if not isinstance(blob, dict) or not {"x", "y"} <= set(blob):
+            raise InputError(f"{path}: expected a dict with tensors x (N, c, n, n) and y (N,)")
+        split = checked_tensors(path, blob["x"], blob["y"], "x", "y")
+    else:
+        raise InputError(f"--data {spec!r}: not a data set name ({', '.join(DATASETS)}), a"
+                         " folder or a file")
+    return Split(preprocess(split.x, DataConfig()), split.y)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("constants.pkl") for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
+               width: int | None) -> nn.Module:
+    """MODEL -> a module in eval mode (see the module docstring for the three forms)."""
+    path = Path(spec)
+    if not path.exists() and ":" in spec:
+        fn = load_factory(spec, "MODEL")
+        given = {"in_shape": tuple(data.x.shape[1:]), "num_classes": int(data.y.max()) + 1,
+                 "depth": depth, "width": width}
+        wanted = inspect.signature(fn).parameters
+        model = fn(**{k: v for k, v in given.items() if k in wanted})
+        if weights is not None:
+            state = load_torch(Path(weights))
+            try:
+                model.load_state_dict(state.get("model", state) if isinstance(state, dict)
+                                      else state)
+            except (RuntimeError, TypeError, AttributeError) as err:
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise InputError(f"--weights {weights}: does not fit {spec} ({first})") from None
+        return model.eval()
+    if not path.is_file():
+        raise InputError(f"MODEL {spec!r}: no such file, and not a package.module:function")
+    if _is_torchscript(path):
+        with warnings.catch_warnings():  # torch.jit is deprecated, and still what users save
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+    model, _ = checkpoints.load(path)
+    return model
+
+
+def _batch(text: str) -> int | str:
+    """--batch-size: `auto` or a positive integer."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be auto or a positive integer")
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="normbounds", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("bounds", help="every bound and ingredient for a model",
+                         description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmd.add_argument("model", metavar="MODEL", help="checkpoint, TorchScript file, or"
+                     " package.module:function (with --weights)")
+    cmd.add_argument("--data", required=True, metavar="DATA",
+                     help="data set name, image folder, or .pt file of x and y")
+    cmd.add_argument("--root", default="data/raw", help="where torchvision data sets live")
+    cmd.add_argument("--weights", help="a state_dict file for a factory MODEL")
+    cmd.add_argument("--depth", type=int, help="passed to a factory that takes it")
+    cmd.add_argument("--width", type=int, help="passed to a factory that takes it")
+    defaults = BoundConfig()
+    cmd.add_argument("--gamma", type=float, default=defaults.gamma, help="the margin")
+    cmd.add_argument("--delta", type=float, default=defaults.delta, help="the confidence")
+    cmd.add_argument("--lipschitz", default=defaults.lipschitz,
+                     choices=typing.get_args(typing.get_type_hints(BoundConfig)["lipschitz"]))
+    cmd.add_argument("--batch-size", type=_batch, default=defaults.eval_batch_size,
+                     help="batch of the data passes: auto (sized by the device) or a number")
+    cmd.add_argument("--threads", type=int, default=BaseConfig().threads)
+    cmd.add_argument("--out", help="also write every value to this .json or .csv file")
+    return parser
+
+
+def _table(row: dict) -> str:
+    """Markdown: every value of the row beside the status of the bound it is."""
+    cells = [(k, f"{v:.6g}" if isinstance(v, float) else str(v), status(k))
+             for k, v in row.items()]
+    widths = [max(len(c[i]) for c in [("", "value", "status"), *cells]) for i in range(3)]
+    lines = [("", "value", "status"), tuple("-" * w for w in widths), *cells]
+    return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
+                     + " |" for line in lines)
+
+
+def _write_row(row: dict, out: Path) -> None:
+    if out.suffix == ".json":  # JSON has no inf or nan: null, as in metrics/
+        write_json(finite_or_none(row), out)
+        return
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(row)
+    writer.writerow([f"{v:.10g}" if isinstance(v, float) else v for v in row.values()])
+    write_text(text.getvalue(), out)
+
+
+def run(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
+    if args.out is not None and Path(args.out).suffix not in (".json", ".csv"):
+        raise InputError(f"--out {args.out}: must end in .json or .csv")
+    params = BoundConfig(gamma=args.gamma, delta=args.delta, lipschitz=args.lipschitz,
+                         eval_batch_size=args.batch_size)
+    params.check()
+    setup_torch(BaseConfig(device="cpu", threads=args.threads))
+    data = read_data(args.data, args.root)
+    model = read_model(args.model, args.weights, data, args.depth, args.width)
+    network = read_network(model, tuple(data.x.shape[1:]))
+    x = network.inputs(data.x, "--data")  # checked here, so an error names --data
+    row = assess(model, x, data.y, params=params, network=network)
+    print(_table(row))
+    if args.out is not None:
+        _write_row(row, Path(args.out))
+    return row
+
+
+def main() -> None:
+    run_stage(run)

@@ -1,0 +1,359 @@
+"""params.yaml -> frozen, validated dataclasses.
+
+`load_params` is the only place that opens params.yaml. Every key is checked
+(unknown keys, types, ranges) before any stage reads or writes anything, and
+the first problem is reported as one `ConfigError` naming the key, the value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from normbounds.constraints import Interval, check_fields, param, require
+from normbounds.datasets import DATASETS
+from normbounds.errors import ConfigError
+from normbounds.losses import LOSSES
+from normbounds.measure.geometry import conv_side
+from normbounds.measure.options import BoundConfig
+from normbounds.precision import COMPILE_MODES, PRECISIONS
+
+SEED_MAX = 2**32 - 1
+SEED_WHY = "(NumPy's seeds are 32-bit)"
+# 8 GB of float32 weights, before gradients and momentum: far above the paper's 14 M
+MAX_WEIGHTS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch's intra-op threads, the same on every machine (reproducibility)
+    threads: int = param(2, Interval(int, 1, top=1_024))
+
+    def check(self) -> None:
+        check_fields(self, "base")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist5k"  # a name of datasets.DATASETS
+    root: str = "data/raw"  # torchvision's folder, the ImageFolder, or the tensors' .pt file
+    download: bool = False
+    # seeds the mnist5k train/test split and the train_size subset
+    seed: int = param(0, Interval(int, 0, top=SEED_MAX, why=SEED_WHY))
+    # mnist5k, folder, tensors: samples held out for testing
+    test_size: int = param(1000, Interval(int, 1))
+    # seeded class-stratified subset of the train set (null: all of it)
+    train_size: int | None = param(None, Interval(int, 1))
+    # svhn only: add the first N images of the `extra` split
+    svhn_extra: int = param(0, Interval(int, 0))
+    # fraction of train labels replaced by seeded wrong labels
+    label_noise: float = param(0.0, Interval(float, 0, 1,
+                                             why="(a fraction of the training labels)"))
+    standardize: bool = False  # per-channel (x - mean) / std after scaling to [0, 1]
+    mean: tuple[float, ...] = (0.1307,)
+    std: tuple[float, ...] = param((0.3081,), Interval(float, 0, closed="neither"))
+
+    def check(self) -> None:
+        require(self.dataset in DATASETS, "data.dataset", self.dataset,
+                "must be one of " + ", ".join(DATASETS))
+        check_fields(self, "data")
+        require(self.dataset != "mnist5k" or self.test_size < 5000, "data.test_size",
+                self.test_size, "must be < 5000 (mnist5k has 5,000 digits)")
+        require(self.svhn_extra == 0 or self.dataset == "svhn", "data.svhn_extra",
+                self.svhn_extra, "must be 0 unless data.dataset is svhn")
+        shape = DATASETS[self.dataset].shape
+        if self.standardize and shape is not None:  # other sets: checked once loaded
+            channels = shape[0]
+            for key, vals in (("data.mean", self.mean), ("data.std", self.std)):
+                require(len(vals) == channels, key, list(vals),
+                        f"needs one value per channel ({channels} for {self.dataset})")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # fc: dense hidden layers (kernel/stride unused); custom: model.factory builds it
+    family: Literal["conv", "fc", "custom"] = "conv"
+    kernel_size: int = param(2, Interval(int, 1))
+    stride: int = param(1, Interval(int, 1))
+    weight_norm: bool = True  # one scalar gain per layer, on all layers but the head
+    factory: str | None = None  # custom: "package.module:function", imported from the root
+
+    def check(self) -> None:
+        custom = self.family == "custom"
+        require(custom == (self.factory is not None), "model.factory", self.factory,
+                "must be set (\"package.module:function\") exactly when model.family is"
+                " custom")
+        require(self.factory is None or bool(_FACTORY.fullmatch(self.factory)),
+                "model.factory", self.factory, "must look like \"package.module:function\"")
+        check_fields(self, "model")
+
+
+_FACTORY = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    depths: tuple[int, ...] = param((3,), Interval(int, 1, top=1_000))
+    widths: tuple[int, ...] = param((8, 16, 32), Interval(int, 1, top=1_000_000))
+    seeds: tuple[int, ...] = param((0,), Interval(int, 0, top=SEED_MAX, why=SEED_WHY))
+
+    def check(self) -> None:
+        for name in ("depths", "widths", "seeds"):
+            vals = getattr(self, name)
+            require(len(vals) > 0, f"grid.{name}", list(vals), "must list at least one value")
+            require(len(set(vals)) == len(vals), f"grid.{name}", list(vals),
+                    "must not repeat a value")
+        check_fields(self, "grid")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = param(60, Interval(int, 1, top=1_000_000))
+    batch_size: int = param(32, Interval(int, 1, top=10_000_000))
+    lr: float = param(0.01, Interval(float, 0, closed="neither"))
+    momentum: float = param(0.9, Interval(float, 0, 1, closed="left"))
+    weight_decay: float = param(3e-3, Interval(float, 0))
+    milestones: tuple[int, ...] = param((), Interval(int, 1))
+    # MultiStepLR gamma (renamed: gamma is the margin)
+    lr_factor: float = param(0.1, Interval(float, 0, 1, closed="right"))
+    loss: Literal[tuple(LOSSES)] = "mse"  # losses.py
+    save_every: int = param(10, Interval(int, 1, top=1_000_000))
+    precision: Literal[tuple(PRECISIONS)] = "fp32"  # precision.py; fp32 is the paper's
+    compile: Literal[tuple(COMPILE_MODES)] = "none"  # torch.compile mode (precision.py)
+
+    def check(self) -> None:
+        ms = list(self.milestones)
+        require(all(a < b for a, b in zip(ms, ms[1:], strict=False)), "train.milestones", ms,
+                "must be strictly increasing")
+        check_fields(self, "train")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One grid point; its name `<depth>-<width>-<seed>` names stages and files."""
+
+    depth: int
+    width: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.depth}-{self.width}-{self.seed}"
+
+    @classmethod
+    def parse(cls, text: str) -> Entry:
+        match = re.fullmatch(r"(\d+)-(\d+)-(\d+)", text)
+        if not match:
+            raise ConfigError(f"grid entry {text!r} is invalid: expected <depth>-<width>-<seed>,"
+                              " e.g. 3-16-0")
+        return cls(*(int(g) for g in match.groups()))
+
+
+@dataclass(frozen=True)
+class Config:
+    base: BaseConfig = field(default_factory=BaseConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    bound: BoundConfig = field(default_factory=BoundConfig)
+    variants: tuple[str, ...] = ()  # names under `variants:` (studies), not a section
+
+    def entries(self) -> list[Entry]:
+        return [Entry(d, w, s) for d in self.grid.depths for w in self.grid.widths
+                for s in self.grid.seeds]
+
+    def check(self) -> None:
+        for section in dataclasses.fields(self):
+            if section.name != "variants":
+                getattr(self, section.name).check()
+        _check_architecture(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def feature_sides(side: int, depth: int, kernel: int, stride: int) -> list[int]:
+    """Spatial sides n_0..n_L of CONV-L feature maps (geometry.conv_side, no padding).
+
+    A layer whose input is smaller than its kernel has no output; such a
+    depth is rejected here with the layer named.
+    """
+    sides = [side]
+    for layer in range(1, depth + 1):
+        if sides[-1] < kernel:
+            raise ConfigError(
+                f"params.yaml: depth {depth} is invalid with model.kernel_size = {kernel} and"
+                f" model.stride = {stride} on {side}x{side} inputs: layer {layer} would see a"
+                f" {sides[-1]}x{sides[-1]} feature map, smaller than its kernel"
+            )
+        sides.append(conv_side(sides[-1], kernel, stride))
+    return sides
+
+
+def weight_count(cfg: Config, depth: int, width: int) -> int:
+    """The number of weights of the grid entry's network (exact for conv and fc; 0 when
+    unknown before loading: a custom family, or a data set of unknown shape)."""
+    info = DATASETS[cfg.data.dataset]
+    if info.shape is None or cfg.model.family == "custom":
+        return 0
+    (channels, side, _), classes = info.shape, info.classes
+    if cfg.model.family == "fc":
+        return channels * side * side * width + (depth - 1) * width * width + width * classes
+    k = cfg.model.kernel_size
+    last = feature_sides(side, depth, k, cfg.model.stride)[-1]
+    return (channels * width + (depth - 1) * width * width) * k * k + width * last * last * classes
+
+
+def _check_architecture(cfg: Config) -> None:
+    """Every grid depth fits the input (conv), and no network is too large to hold: its
+    size is computed from the architecture before anything is allocated."""
+    shape = DATASETS[cfg.data.dataset].shape
+    if cfg.model.family == "conv" and shape is not None:  # other shapes: checked once loaded
+        for depth in cfg.grid.depths:
+            feature_sides(shape[1], depth, cfg.model.kernel_size, cfg.model.stride)
+    for depth in cfg.grid.depths:
+        for width in cfg.grid.widths:
+            count = weight_count(cfg, depth, width)
+            require(count <= MAX_WEIGHTS, "grid.widths", list(cfg.grid.widths),
+                    f"depth {depth} at width {width} would have {count:.3g} weights (about"
+                    f" {16 * count / 1e9:.3g} GB for weights, gradients, momentum and a"
+                    f" checkpoint); at most {MAX_WEIGHTS:.3g} weights")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the type hint of its field; return it as the field stores it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        require(isinstance(value, str) and value in args, key, value,
+                 "must be one of " + ", ".join(args))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 2 and typing.get_origin(inner[0]) is Literal:  # Literal[...] | int
+            words = typing.get_args(inner[0])
+            require(value in words or isinstance(value, int) and not isinstance(value, bool),
+                     key, value, f"must be {' or '.join(words)} or an integer")
+            return value
+        return _coerce(value, inner[-1], key)
+    if origin is tuple:
+        require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    if hint is bool:
+        require(isinstance(value, bool), key, value, "must be true or false")
+    elif hint is int:
+        require(isinstance(value, int) and not isinstance(value, bool), key, value,
+                 "must be an integer")
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        require(ok and math.isfinite(value), key, value, "must be a finite number")
+        return float(value)
+    elif hint is str:
+        require(isinstance(value, str), key, value, "must be a string")
+    return value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix or "the top level"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params.yaml: {where} must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"params.yaml: unknown key {key!r} in {where}; allowed keys: "
+                          + ", ".join(names))
+    kwargs = {}
+    for name in names:
+        if name not in raw:
+            continue  # the dataclass default applies
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, raw[name], key)
+        else:
+            kwargs[name] = _coerce(raw[name], hint, key)
+    return cls(**kwargs)
+
+
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def _overlay(raw: dict, over: dict) -> dict:
+    """params with a variant's sections laid over them key by key."""
+    out = dict(raw)
+    for section, values in over.items():
+        base = out.get(section) or {}
+        out[section] = {**base, **values} if isinstance(values, dict) else values
+    return out
+
+
+def _variants(raw: dict) -> dict[str, dict]:
+    variants = raw.get("variants") or {}
+    if not isinstance(variants, dict):
+        raise ConfigError("params.yaml: variants must map a name to section overrides,"
+                          f" got {variants!r}")
+    for name, over in variants.items():
+        require(isinstance(name, str) and bool(_VARIANT_NAME.fullmatch(name)), "variants",
+                 name, "variant names use letters, digits, '_' and '.' only")
+        require(isinstance(over, dict) and all(isinstance(v, dict) for v in over.values()),
+                 f"variants.{name}", over, "must map sections to {key: value} overrides")
+    return variants
+
+
+def parse_params(raw: Any, variant: str | None = None) -> Config:
+    """Validate an already-parsed params mapping (what params.yaml holds).
+
+    A study's params.yaml may name `variants:`, each a set of section overrides
+    (e.g. `k2s2: {model: {stride: 2}}`); every variant is validated here, and
+    `variant` selects the one to return.
+    """
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        return _build(Config, raw, "")  # raises the "must be a mapping" error
+    variants = _variants(raw)
+    base = {k: v for k, v in raw.items() if k != "variants"}
+    for name, over in variants.items():
+        try:
+            _build(Config, _overlay(base, over), "").check()
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in variants.{name})") from None
+    if variant is not None and variant not in variants:
+        raise ConfigError(f"params.yaml: variant {variant!r} is not defined; variants: "
+                          + (", ".join(variants) or "none"))
+    cfg = _build(Config, _overlay(base, variants.get(variant, {})), "")
+    cfg.check()
+    return dataclasses.replace(cfg, variants=tuple(variants))
+
+
+def load_params(path: str | Path = "params.yaml", variant: str | None = None) -> Config:
+    """Read, validate and freeze params.yaml. The one place that opens it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: parameter file not found (run from the pipeline's folder)")
+    from normbounds.paramfile import read_yaml  # PyYAML: the pipeline's, not the API's
+
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; it must hold the sections base, data,"
+                          " model, grid, train, bound (see the repository's params.yaml)")
+    cfg = parse_params(raw, variant)
+    late = [m for m in cfg.train.milestones if m > cfg.train.epochs]
+    if late:
+        print(f"warning: {path}: train.milestones {late} lie after train.epochs ="
+              f" {cfg.train.epochs}; those learning-rate decays never happen", file=sys.stderr)
+    return cfg

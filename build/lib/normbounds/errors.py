@@ -1,0 +1,59 @@
+"""Every error a user can act on, under one base class.
+
+Stage entry points (`runtime.run_stage`) print a `NormboundsError` as one line,
+`error: <message>`, and exit 1 without a traceback; each message names the
+key or file and the fix. Other modules raise these and import nothing else
+from each other for it, so this module sits at the bottom of the package.
+"""
+
+
+class NormboundsError(Exception):
+    """Base class: a problem with the inputs, files or params, not a bug."""
+
+
+class ConfigError(NormboundsError, ValueError):
+    """A parameter in params.yaml is missing, unknown, mistyped or out of range."""
+
+
+class DatasetError(NormboundsError):
+    """A data set cannot be read."""
+
+
+class ArtifactError(NormboundsError):
+    """A file the pipeline needs is missing, truncated or not what it should be."""
+
+
+class CheckpointError(ArtifactError):
+    """A checkpoint is damaged, foreign, non-finite or missing from its run."""
+
+
+class TrainingError(NormboundsError):
+    """Training cannot go on (e.g. the loss stopped being finite)."""
+
+
+class ConvergenceError(NormboundsError):
+    """Lanczos did not converge within bound.lanczos_max_steps (raised under `estimate`)."""
+
+
+class UnsupportedLayerError(NormboundsError, ValueError):
+    """The network holds a layer the bounds do not cover."""
+
+
+class InputError(NormboundsError, ValueError):
+    """An argument of the API or the command line is missing, unreadable or inconsistent."""
+
+
+class MissingDependencyError(NormboundsError, ImportError):
+    """An optional package that one data set or stage needs is not installed."""
+
+
+def needs(module: str, purpose: str):
+    """Import an optional dependency, or say in one line how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"{purpose} needs the package {module.split('.')[0]!r}, which is not installed:"
+            " pip install 'normbounds[pipeline]' (or `make setup` in the checkout)") from None

@@ -1,0 +1,86 @@
+"""Evaluating a run's saved checkpoints: one row each (measure.assess), then the files.
+
+The data statistics come from the prepare stage. Every row is a function of its
+checkpoint alone (Lanczos starts from the Fourier peak, not from the previous
+checkpoint), so a partial or repeated evaluation writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+
+from normbounds import checkpoints
+from normbounds.config import Config
+from normbounds.datasets import Split
+from normbounds.errors import ArtifactError
+from normbounds.io import write_json, write_text
+from normbounds.losses import LOSSES
+from normbounds.measure.assess import assess
+from normbounds.measure.formulas import HEADLINE
+from normbounds.progress import progress
+
+
+def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,
+                   loss_name: str, reference: nn.Module | None = None,
+                   timings: dict | None = None) -> dict:
+    """One row (measure.assess): errors, losses, margin error, every bound, the
+    certificate; the losses are the run's own training loss."""
+    return assess(model, train.x, train.y, test=(test.x, test.y), params=cfg.bound,
+                  stats=stats, loss=LOSSES[loss_name](int(stats["num_classes"])),
+                  reference=reference, timings=timings)
+
+
+def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Split,
+                 timings: dict | None = None) -> list[dict]:
+    """One row per checkpoint in `folder`, in epoch order."""
+    found = checkpoints.list_epochs(folder)
+    if not found:
+        raise ArtifactError(f"{folder}: no checkpoints (run the train stage first)")
+    _check_complete(folder, found)
+    if len(train) != stats["m"]:
+        raise ArtifactError(f"stats.json says m = {stats['m']} but the train split has"
+                            f" {len(train)} samples; rerun `dvc repro prepare`")
+    device = train.x.device
+    reference = None
+    if cfg.bound.reference == "init":
+        if found[0][0] != 0:
+            raise ArtifactError(f"{folder}: bound.reference = init needs epoch_0000.pt")
+        reference, _ = checkpoints.load(found[0][1], device)
+    rows = []
+    for epoch, path in progress(found, desc=f"evaluate {folder.name}", unit="ckpt"):
+        model, meta = checkpoints.load(path, device)
+        row = evaluate_model(model, stats, cfg, train, test, meta["config"]["train"]["loss"],
+                             reference, timings)
+        rows.append({"epoch": epoch, **row})
+    return rows
+
+
+def _check_complete(folder: Path, found: list[tuple[int, Path]]) -> None:
+    """Every epoch the run's train config saves is there: a missing one is a hole."""
+    _, meta = checkpoints.load(found[-1][1])
+    expected = checkpoints.expected_epochs(meta["config"])
+    missing = sorted(set(expected) - {e for e, _ in found})
+    extra = sorted({e for e, _ in found} - set(expected))
+    if missing or extra:
+        what = (f"epoch(s) {missing} missing" if missing else "") + (
+            f"{'; ' if missing else ''}epoch(s) {extra} not part of the run" if extra else "")
+        raise ArtifactError(f"{folder}: the run is incomplete ({what}; expected {expected});"
+                            " run `dvc repro` to write the missing checkpoints again")
+
+
+def write_results(rows: list[dict], csv_path: Path, metrics_path: Path) -> None:
+    """results/<entry>.csv (every column, one row per checkpoint, full precision) and
+    metrics/<entry>.json: the HEADLINE numbers of the last checkpoint, at 6 significant
+    digits, so `dvc metrics diff` shows what review needs and no solver noise."""
+    write_text(pd.DataFrame(rows).to_csv(index=False, float_format="%.10g"), csv_path)
+    write_json({k: headline_value(rows[-1][k]) for k in HEADLINE}, metrics_path)
+
+
+def headline_value(value: float) -> float | None:
+    """A metric at 6 significant digits; None (JSON null) for inf or nan."""
+    value = float(value)
+    return float(f"{value:.6g}") if math.isfinite(value) else None

@@ -1,0 +1,67 @@
+"""One model, one flat row: errors, margin error, losses, every bound and the certificate.
+
+The ONE "evaluate a model" flow: the evaluate stage calls it per checkpoint and
+`normbounds bounds` calls it once. One inference pass over the training set
+gives the train error, the margin error, the train loss and Ledent's patch norms
+b_l; one over the test set (when given) the test error and loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from normbounds.measure.bounds import compute
+from normbounds.measure.formulas import certificate
+from normbounds.measure.network import Network, eval_mode, read_network
+from normbounds.measure.options import BoundConfig
+from normbounds.measure.passes import Loss, data_pass
+from normbounds.measure.statistics import data_statistics
+
+
+def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
+           test: tuple[torch.Tensor, torch.Tensor] | None = None,
+           params: BoundConfig | None = None, stats: dict | None = None,
+           loss: Loss | None = None, reference: nn.Module | None = None,
+           network: Network | None = None, timings: dict | None = None) -> dict[str, float]:
+    """The row of `model` on its training set (and `test`, optional).
+
+    stats: m, P, S, X as the prepare stage writes them (measured from train_x when
+    None). loss: loss(logits, y) for the train_loss/test_loss columns (left out when
+    None). timings: seconds spent in the data passes and in the bounds, accumulated.
+    """
+    bc = params or BoundConfig()
+    network = network or read_network(model, tuple(train_x.shape[1:]))
+    x = network.inputs(train_x)  # checked, in the model's dtype
+    t0 = time.perf_counter()
+    with eval_mode(network.module):
+        batch = network.batch_size(bc.eval_batch_size)
+        tr = data_pass(network, x, train_y, batch_size=batch, gamma=bc.gamma, loss=loss)
+        te = None if test is None else data_pass(network, network.inputs(test[0], "test_x"),
+                                                 test[1], batch_size=batch, loss=loss)
+    t1 = time.perf_counter()
+    if stats is None:
+        stats = {"m": len(x), **data_statistics(x)}
+    values = compute(model, stats=stats, params=bc,
+                     patch_norms=tr.patch_norms, reference=reference, network=network)
+    if timings is not None:
+        timings["errors"] = timings.get("errors", 0.0) + t1 - t0
+        timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
+    row: dict[str, float] = {"train_error": tr.error}
+    if te is not None:
+        row |= {"test_error": te.error, "gap": te.error - tr.error}
+    if loss is not None:
+        row["train_loss"] = tr.loss
+        if te is not None:
+            row["test_loss"] = te.loss
+    row["margin_error"] = tr.margin_error
+    return row | certificate(tr.margin_error, values) | values
+
+
+def finite_or_none(row: dict) -> dict:
+    """The row for JSON, which has no inf or nan: those become null."""
+    return {k: v if not isinstance(v, float) or math.isfinite(v) else None
+            for k, v in row.items()}

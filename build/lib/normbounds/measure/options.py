@@ -1,0 +1,29 @@
+"""BoundConfig: the `bound` section of params.yaml, and the options of `compute`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from normbounds.constraints import Interval, check_fields, param, require
+
+
+@dataclass(frozen=True)
+class BoundConfig:
+    gamma: float = param(1.0, Interval(float, 0, closed="neither"))  # margin
+    delta: float = param(0.001, Interval(float, 0, 1, closed="neither"))  # confidence
+    # sigma_l the bounds use: certified (upper bound), estimate (converged from below),
+    # reshaped (the original study's reshaped-kernel norm); docs/bounds.md
+    lipschitz: Literal["certified", "estimate", "reshaped"] = "certified"
+    reference: Literal["zero", "init"] = "zero"  # reference weights of Graf and Ledent
+    # relative residual at which Lanczos stops (sigma_lower)
+    lanczos_tol: float = param(1e-9, Interval(float, 0, 1, closed="neither"))
+    # products with A^T A per layer before Lanczos gives up
+    lanczos_max_steps: int = param(5000, Interval(int, 1, top=10_000_000))
+    # batch of the error and patch-norm passes; auto: sized by the device (batching.py)
+    eval_batch_size: Literal["auto"] | int = param("auto", Interval(int, 1, top=10_000_000))
+
+    def check(self) -> None:
+        require(self.eval_batch_size == "auto" or type(self.eval_batch_size) is int,
+                "bound.eval_batch_size", self.eval_batch_size, "must be auto or an integer")
+        check_fields(self, "bound")

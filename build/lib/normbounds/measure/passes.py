@@ -1,0 +1,66 @@
+"""ONE inference pass gives what the bounds and the certificate read from the data:
+errors, margin error, mean loss and Ledent's input-patch norms b_l, together.
+
+Every value is a sum or a maximum over samples, so none depends on the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn.utils import parametrize
+
+from normbounds.measure.network import Network
+from normbounds.progress import progress
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, C), y (B,)) -> mean
+
+
+def margin_errors(logits: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per sample: f(x)_y <= max_{j != y} f(x)_j + gamma (gamma = 0: the 0-1 error, ties
+    counting as errors). logits (B, C), y (B,) -> bool (B,)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
+    return true <= others + gamma
+
+
+@dataclass
+class PassResult:
+    """What one pass measured; error, loss and margin error are nan without labels."""
+
+    error: float = math.nan
+    loss: float = math.nan
+    margin_error: float = math.nan
+    patch_norms: list[float] = field(default_factory=list)  # b_l, one per layer
+
+
+@torch.inference_mode()
+def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, *,
+              batch_size: int, gamma: float = 1.0, loss: Loss | None = None) -> PassResult:
+    """One pass of the network's module over x (already `network.inputs`-checked):
+    b_l per layer, and with labels y the 0-1 error, the gamma-margin error and (with
+    `loss`) the mean loss in float64. Call it inside `eval_mode`."""
+    n_err = n_margin = 0
+    loss_sum = 0.0
+    best = [torch.zeros((), device=x.device) for _ in network.specs]
+    for start in progress(range(0, len(x), batch_size), desc="data pass", unit="batch",
+                          leave=False):
+        with parametrize.cached():  # the weight-norm weights once per batch, not per use
+            logits, patch_sq = network.forward_with_patch_norms(x[start:start + batch_size])
+        best = [torch.maximum(b, sq) for b, sq in zip(best, patch_sq, strict=True)]
+        if y is None:
+            continue
+        yb = y[start:start + batch_size]
+        n_err += margin_errors(logits, yb, 0.0).sum().item()
+        n_margin += margin_errors(logits, yb, gamma).sum().item()
+        if loss is not None:
+            loss_sum += loss(logits.double(), yb).item() * len(yb)
+    out = PassResult(patch_norms=[b.item() ** 0.5 for b in best])
+    if y is not None:
+        m = len(x)
+        out.error, out.margin_error = n_err / m, n_margin / m
+        out.loss = loss_sum / m if loss is not None else math.nan
+    return out

@@ -1,0 +1,142 @@
+"""Results tables: per-entry CSVs -> one tidy frame, and the summary table.
+
+`load_results` stacks every results/<entry>.csv with its depth, width and
+seed; `summary` reduces the last checkpoint of each run to one row per depth
+and width (mean and spread over seeds).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from normbounds.config import Entry
+from normbounds.errors import ArtifactError
+from normbounds.io import write_text
+from normbounds.measure.formulas import BOUND_NAMES, CERTIFYING, status
+from normbounds.paths import Paths
+
+ERRORS = ["train_error", "test_error", "gap", "margin_error", "certificate"]
+SUMMARY_COLUMNS = [*ERRORS, *BOUND_NAMES]
+OTHERS = [b for b in BOUND_NAMES if b != CERTIFYING]  # each one's ratio to the certifying bound
+
+
+def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
+    """Every entry's results CSV, with depth, width and seed columns; epochs in order."""
+    frames = []
+    for entry in entries:
+        path = paths.results(entry)
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (run `dvc repro evaluate@{entry.name}`)")
+        try:
+            frame = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ArtifactError(f"{path}: not a results table ({type(err).__name__}); run"
+                                f" `dvc repro -f evaluate@{entry.name}`") from None
+        _check_columns(frame, path, entry)
+        frames.append(frame.assign(depth=entry.depth, width=entry.width, seed=entry.seed))
+    return pd.concat(frames, ignore_index=True).sort_values(["depth", "width", "seed", "epoch"])
+
+
+def _check_columns(frame: pd.DataFrame, path: Path, entry: Entry) -> None:
+    """Every column the figures and the summary read is there, numeric and non-empty,
+    so the figures stage fails before it writes anything."""
+    needed = ["epoch", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS]
+    missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
+    bad = [c for c in dict.fromkeys(needed) if c in frame.columns
+           and not pd.api.types.is_numeric_dtype(frame[c])]
+    if frame.empty or missing or bad:
+        what = ("no rows" if frame.empty else f"missing column(s) {missing}" if missing
+                else f"non-numeric column(s) {bad}")
+        raise ArtifactError(f"{path}: {what}; run `dvc repro -f evaluate@{entry.name}`")
+
+
+def final_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The last checkpoint of every run."""
+    return results.groupby(["depth", "width", "seed"], as_index=False).tail(1)
+
+
+def ratio_column(name: str) -> str:
+    return f"{name}_over_{CERTIFYING}"
+
+
+def summary(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per depth and width: mean and (max - min)/2 over seeds of the final values,
+    the non-vacuous verdict and each other bound's ratio to the corrected bound."""
+    last = final_rows(results).copy()
+    for name in OTHERS:
+        last[ratio_column(name)] = last[name] / last[CERTIFYING]
+    cols = SUMMARY_COLUMNS + [ratio_column(n) for n in OTHERS]
+    grouped = last.groupby(["depth", "width"])
+    table = grouped[cols].mean()
+    spread = (grouped[cols].max() - grouped[cols].min()) / 2
+    table = table.join(spread.add_suffix("_spread"))
+    table["seeds"] = grouped.size()
+    table["non_vacuous"] = grouped["certificate"].max() < 1.0  # every seed below 1
+    return table.reset_index()
+
+
+def summary_markdown(table: pd.DataFrame) -> str:
+    """The summary as Markdown (mean +- half range over seeds): the errors and the
+    certificate per network, then one row per bound with its status, then each bound's
+    ratio to the corrected bound."""
+    def cell(row: pd.Series, col: str, digits: int = 4) -> str:
+        text = f"{row[col]:.{digits}g}"
+        return text + (f" ± {row[col + '_spread']:.2g}" if row["seeds"] > 1 else "")
+
+    nets = [f"CONV-{row['depth']}-{row['width']}" for _, row in table.iterrows()]
+    errors = pd.DataFrame([{"CONV-L-H": net, "seeds": row["seeds"],
+                            **{c: cell(row, c) for c in ERRORS},
+                            "non-vacuous": "yes" if row["non_vacuous"] else "no"}
+                           for net, (_, row) in zip(nets, table.iterrows(), strict=True)])
+    values = pd.DataFrame([{"bound": b, "status": status(b),
+                            **{net: cell(row, b) for net, (_, row)
+                               in zip(nets, table.iterrows(), strict=True)}}
+                           for b in BOUND_NAMES])
+    ratios = pd.DataFrame([{"bound": b, "status": status(b),
+                            **{net: f"{row[ratio_column(b)]:.3g}" for net, (_, row)
+                               in zip(nets, table.iterrows(), strict=True)}}
+                           for b in OTHERS])
+    return "\n\n".join([
+        errors.to_markdown(index=False, disable_numparse=True),
+        "Final value of every bound (a bound is a theorem only where its status says so):",
+        values.to_markdown(index=False, disable_numparse=True),
+        f"Each bound over `{CERTIFYING}`:",
+        ratios.to_markdown(index=False, disable_numparse=True)]) + "\n"
+
+
+def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path,
+                  finding_path: Path | None = None) -> None:
+    write_text(table.to_csv(index=False, float_format="%.8g"), csv_path)
+    write_text(summary_markdown(table), md_path)
+    if finding_path is not None:
+        write_text(finding_markdown(table), finding_path)
+
+
+def _span(values: pd.Series, digits: int = 3) -> str:
+    low, high = values.min(), values.max()
+    return f"{low:.{digits}g}" if f"{low:.{digits}g}" == f"{high:.{digits}g}" else (
+        f"{low:.{digits}g} to {high:.{digits}g}")
+
+
+def finding_markdown(table: pd.DataFrame) -> str:
+    """The headline finding in plain words, with this run's numbers (README's first lines):
+    the printed bound against the corrected theorem, and the theorems' ratios."""
+    nets = ", ".join(f"CONV-{d}-{w}" for d, w in zip(table["depth"], table["width"],
+                                                      strict=True))
+    factor = table[CERTIFYING] / table["ours"]
+    ratio = table["golowich_corrected"] / table[CERTIFYING]
+    graf = table["graf"] / table[CERTIFYING]
+    return (
+        "**The paper's Theorem 3.2, as printed, is not a bound.** Its proof bounds the"
+        " head by the largest of its blocks where the sum over all of them is needed, and"
+        " a network that memorises random labels gets a printed \"guarantee\" of 0.55"
+        " test error where every classifier has 0.9 (docs/bounds.md, \"Validity\")."
+        f" On the default run ({nets}) the printed formula (`ours`) is"
+        f" {_span(table['ours'])}; the corrected theorem (`ours_corrected`) is"
+        f" {_span(table[CERTIFYING])}, {_span(factor)} times larger, so the certificate"
+        f" (margin error + ours_corrected) is {_span(table['certificate'])}:"
+        f" {'non-vacuous' if table['non_vacuous'].all() else 'vacuous'}. Among the bounds"
+        f" that are theorems, Golowich et al.'s corrected form is {_span(ratio)} times"
+        f" ours_corrected and Graf et al.'s {_span(graf)} times.\n")

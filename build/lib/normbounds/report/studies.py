@@ -1,0 +1,153 @@
+"""Studies beyond Figure 1: one figure and one metrics file per study.
+
+A study pipeline (studies/<name>/) trains and evaluates every variant of its
+params.yaml (`variants:`) with the ordinary stages; `load_study` stacks all
+their results, and each `<kind>_figure` draws one question and returns the
+headline numbers that go to metrics/study.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from normbounds.config import Config, load_params
+from normbounds.measure.formulas import BOUND_NAMES, label
+from normbounds.paths import Paths
+from normbounds.report.plots import plt, style
+from normbounds.report.reports import load_results
+
+BOUNDS = list(BOUND_NAMES)
+
+
+def load_study(root: Path, cfg: Config) -> pd.DataFrame:
+    """Every variant's results with `variant`, `label_noise`, `family`, `kernel`, `stride`."""
+    frames = []
+    for variant in cfg.variants:
+        vcfg = load_params(Paths(root).params, variant)
+        frame = load_results(Paths(root, variant), vcfg.entries())
+        frames.append(frame.assign(variant=variant, label_noise=vcfg.data.label_noise,
+                                   family=vcfg.model.family, kernel=vcfg.model.kernel_size,
+                                   stride=vcfg.model.stride))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _final_means(results: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Seed means of the last checkpoint, one row per value of `by` (in first-seen order)."""
+    last = _last(results)
+    keys = [k for k in BOUNDS + ["train_error", "test_error", "gap", "deg_l1", "pred_l1"]
+            if k in last]
+    return last.groupby(by)[keys].mean().reindex(pd.unique(results[by]))  # params order
+
+
+def _last(results: pd.DataFrame) -> pd.DataFrame:
+    """The last checkpoint of every run of every variant."""
+    runs = ["variant", "depth", "width", "seed"]
+    return results.sort_values(runs + ["epoch"]).groupby(runs, sort=False).tail(1)
+
+
+def _numbers(table: pd.DataFrame) -> dict:
+    return {str(k): {c: float(v) for c, v in row.items()} for k, row in table.iterrows()}
+
+
+def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
+    """Each bound at the end of training per architecture (log scale); errors beside."""
+    table = _final_means(results, "variant")
+    fig, (ax_b, ax_e) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
+    x, step = np.arange(len(table)), 0.8 / len(BOUNDS)
+    for i, name in enumerate(BOUNDS):
+        color, dash = style(name)  # a bound that is not a theorem: hatched
+        ax_b.bar(x + (i - (len(BOUNDS) - 1) / 2) * step, table[name], step, color=color,
+                 hatch=None if dash == "-" else "//", edgecolor="white", label=label(name))
+    ax_b.set(yscale="log", xticks=x, xticklabels=table.index, ylabel="bound at the last epoch",
+             title="Bounds by architecture, sparse (left) to dense (right)")
+    ax_b.legend(fontsize=8)
+    for i, name in enumerate(["train_error", "test_error"]):
+        ax_e.bar(x + (i - 0.5) * 0.4, table[name], 0.4, color=style(name)[0], label=label(name))
+    ax_e.set(xticks=x, xticklabels=table.index, ylabel="error", title="Errors")
+    ax_e.legend(fontsize=8)
+    _save(fig, png)
+    return _numbers(table)
+
+
+def depth_figure(results: pd.DataFrame, png: Path) -> dict:
+    """Each bound against depth L (log scale) with its fitted growth factor per layer."""
+    table = _final_means(results, "depth").sort_index()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    out = {"by_depth": _numbers(table), "growth_per_layer": {}}
+    for name in BOUNDS + ["gap"]:
+        values = table[name].to_numpy()
+        factor = float(np.exp(_log_slope(table.index.to_numpy(), values)))  # per layer
+        out["growth_per_layer"][name] = factor
+        color, dash = style(name)
+        ax.plot(table.index, np.where(values > 0, values, np.nan), "o", ls=dash, color=color,
+                label=f"{label(name)} (x{factor:.3g} per layer)")
+    ax.set(yscale="log", xlabel="depth L (conv layers)", ylabel="value at the last epoch",
+           title="Bounds against depth")
+    ax.legend(fontsize=8)
+    _save(fig, png)
+    return out
+
+
+def _log_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log y against x over the positive y (nan if under 2)."""
+    keep = y > 0
+    if keep.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(x[keep], np.log(y[keep]), 1)[0])
+
+
+def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
+    """Each bound and the real gap against m on log-log axes, fitted slope per curve."""
+    last = _last(results)
+    table = last.groupby("m")[BOUNDS + ["gap", "train_error", "test_error"]].mean()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    out = {"by_m": _numbers(table), "slope": {}}
+    m = table.index.to_numpy(dtype=float)
+    for name in BOUNDS + ["gap"]:
+        values = table[name].to_numpy()
+        out["slope"][name] = slope = _log_slope(np.log(m), values)  # log-log
+        color, dash = style(name)
+        ax.plot(m, np.where(values > 0, values, np.nan), "o", ls=dash, color=color,
+                label=f"{label(name)} (slope {slope:.2f})")
+    ax.set(xscale="log", yscale="log", xlabel="training-set size m",
+           ylabel="value at the last epoch", title="Bounds and gap against sample size")
+    ax.legend(fontsize=8)
+    _save(fig, png)
+    return out
+
+
+def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
+    """Per noise level: our bound (as printed and corrected), train and test error over
+    training."""
+    levels = sorted(results["label_noise"].unique())
+    fig, axes = plt.subplots(1, len(levels), figsize=(4 * len(levels), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, level in zip(axes[0], levels, strict=True):
+        group = results[results["label_noise"] == level].groupby("epoch")
+        for name in ("ours", "ours_corrected", "train_error", "test_error"):
+            color, dash = style(name)
+            ax.plot(group[name].mean(), color=color, ls=dash, label=label(name))
+        ax.set(yscale="log", xlabel="epoch", title=f"{level:.0%} of the labels random")
+    axes[0][0].set_ylabel("value")
+    axes[0][0].legend(fontsize=8)
+    _save(fig, png)
+    table = _last(results).groupby("label_noise")[BOUNDS + ["train_error", "test_error",
+                                                                 "gap"]].mean()
+    return _numbers(table)
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame, Path], dict]] = {
+    "sparsity": sparsity_figure, "depth": depth_figure,
+    "sample_size": sample_size_figure, "label_noise": label_noise_figure}
+
+
+def _save(fig: plt.Figure, png: Path) -> None:
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png.with_suffix(".tmp.png"), dpi=120)
+    png.with_suffix(".tmp.png").replace(png)  # atomic: a killed run leaves the old figure
+    plt.close(fig)

@@ -233,3 +233,22 @@ def test_other_refusals_name_the_module_and_the_reason():
     ends_relu = nn.Sequential(nn.Flatten(), _head(64), nn.ReLU())
     with pytest.raises(UnsupportedLayerError, match="ReLU after the last linear layer"):
         read_network(ends_relu, (1, N, N))
+
+
+def test_one_rule_table_drives_both_readers():
+    from normbounds.measure import graph, rules, torchscript
+
+    assert rules.COVERED == ("Conv2d, Linear, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d/2d,"
+                             " Flatten, Dropout, Identity, ReLU")
+    for rule in rules.RULES:
+        for table, keys in ((graph.MODULES, rule.modules), (graph.FUNCTIONS, rule.functions),
+                            (torchscript.ATEN, rule.aten)):
+            for key in keys:  # covered: the reader's adapter; refused: the rule's reason
+                assert callable(table[key]) if rule.refused is None else (
+                    table[key] == rule.refused), (rule.name, key)
+    sizes = {len(graph.MODULES), len(graph.FUNCTIONS), len(torchscript.ATEN)}
+    assert sizes == {sum(len(r.modules) for r in rules.RULES),
+                     sum(len(r.functions) for r in rules.RULES),
+                     sum(len(r.aten) for r in rules.RULES)}
+    with pytest.raises(KeyError, match="Conv2d"):  # a covered rule without an adapter
+        rules.dispatch({}, "modules")

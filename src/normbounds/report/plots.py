@@ -93,7 +93,7 @@ def figure1(results: pd.DataFrame, png: Path, pdf: Path | None = None,
     fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, title=title,
                fontsize=9, title_fontsize=9)
     fig.tight_layout(rect=(0, 0.18 if len(depths) == 1 else 0.1, 1, 1))
-    _save(fig, png, *([pdf] if pdf is not None else []))
+    save(fig, png, *([pdf] if pdf is not None else []))
     return fig
 
 
@@ -122,7 +122,7 @@ def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
     axes[0][0].set_ylabel("bound (log2 scale)")
     axes[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
-    _save(fig, png)
+    save(fig, png)
     return fig
 
 
@@ -157,7 +157,7 @@ def layer_norms(results: pd.DataFrame, png: Path) -> plt.Figure:
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=8)
     rows = (len(labels) + 3) // 4
     fig.tight_layout(rect=(0, min(0.45, 0.05 * rows + 0.03), 1, 1))
-    _save(fig, png)
+    save(fig, png)
     return fig
 
 
@@ -195,10 +195,12 @@ def write_vega_template(path: Path) -> None:
     write_text(json.dumps(vega_template(), indent=2) + "\n", path)
 
 
-def _save(fig: plt.Figure, *paths: Path) -> None:
+def save(fig: plt.Figure, *paths: Path, dpi: int = 130) -> None:
+    """The one way a figure is written: each file atomically (a killed run leaves the old
+    one), without the metadata that would change its bytes (date, matplotlib version)."""
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=130, metadata={"CreationDate": None} if path.suffix == ".pdf"
+        fig.savefig(tmp, dpi=dpi, metadata={"CreationDate": None} if path.suffix == ".pdf"
                     else {"Software": None})
         tmp.replace(path)

@@ -53,8 +53,9 @@ def _check_columns(frame: pd.DataFrame, path: Path, entry: Entry) -> None:
 
 
 def final_rows(results: pd.DataFrame) -> pd.DataFrame:
-    """The last checkpoint of every run."""
-    return results.groupby(["depth", "width", "seed"], as_index=False).tail(1)
+    """The last checkpoint of every run (of every variant, in a study), in table order."""
+    runs = [k for k in ("variant", "depth", "width", "seed") if k in results]
+    return results.loc[sorted(results.groupby(runs, sort=False)["epoch"].idxmax())]
 
 
 def ratio_column(name: str) -> str:

@@ -17,10 +17,8 @@ import pandas as pd
 from normbounds.config import Config, load_params
 from normbounds.measure.formulas import BOUND_NAMES, label
 from normbounds.paths import Paths
-from normbounds.report.plots import plt, style
-from normbounds.report.reports import load_results
-
-BOUNDS = list(BOUND_NAMES)
+from normbounds.report.plots import plt, save, style
+from normbounds.report.reports import final_rows, load_results
 
 
 def load_study(root: Path, cfg: Config) -> pd.DataFrame:
@@ -37,16 +35,10 @@ def load_study(root: Path, cfg: Config) -> pd.DataFrame:
 
 def _final_means(results: pd.DataFrame, by: str) -> pd.DataFrame:
     """Seed means of the last checkpoint, one row per value of `by` (in first-seen order)."""
-    last = _last(results)
-    keys = [k for k in BOUNDS + ["train_error", "test_error", "gap", "deg_l1", "pred_l1"]
+    last = final_rows(results)
+    keys = [k for k in [*BOUND_NAMES, "train_error", "test_error", "gap", "deg_l1", "pred_l1"]
             if k in last]
     return last.groupby(by)[keys].mean().reindex(pd.unique(results[by]))  # params order
-
-
-def _last(results: pd.DataFrame) -> pd.DataFrame:
-    """The last checkpoint of every run of every variant."""
-    runs = ["variant", "depth", "width", "seed"]
-    return results.sort_values(runs + ["epoch"]).groupby(runs, sort=False).tail(1)
 
 
 def _numbers(table: pd.DataFrame) -> dict:
@@ -57,10 +49,10 @@ def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
     """Each bound at the end of training per architecture (log scale); errors beside."""
     table = _final_means(results, "variant")
     fig, (ax_b, ax_e) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
-    x, step = np.arange(len(table)), 0.8 / len(BOUNDS)
-    for i, name in enumerate(BOUNDS):
+    x, step = np.arange(len(table)), 0.8 / len(BOUND_NAMES)
+    for i, name in enumerate(BOUND_NAMES):
         color, dash = style(name)  # a bound that is not a theorem: hatched
-        ax_b.bar(x + (i - (len(BOUNDS) - 1) / 2) * step, table[name], step, color=color,
+        ax_b.bar(x + (i - (len(BOUND_NAMES) - 1) / 2) * step, table[name], step, color=color,
                  hatch=None if dash == "-" else "//", edgecolor="white", label=label(name))
     ax_b.set(yscale="log", xticks=x, xticklabels=table.index, ylabel="bound at the last epoch",
              title="Bounds by architecture, sparse (left) to dense (right)")
@@ -69,7 +61,7 @@ def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
         ax_e.bar(x + (i - 0.5) * 0.4, table[name], 0.4, color=style(name)[0], label=label(name))
     ax_e.set(xticks=x, xticklabels=table.index, ylabel="error", title="Errors")
     ax_e.legend(fontsize=8)
-    _save(fig, png)
+    _finish(fig, png)
     return _numbers(table)
 
 
@@ -78,7 +70,7 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
     table = _final_means(results, "depth").sort_index()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     out = {"by_depth": _numbers(table), "growth_per_layer": {}}
-    for name in BOUNDS + ["gap"]:
+    for name in [*BOUND_NAMES, "gap"]:
         values = table[name].to_numpy()
         factor = float(np.exp(_log_slope(table.index.to_numpy(), values)))  # per layer
         out["growth_per_layer"][name] = factor
@@ -88,7 +80,7 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
     ax.set(yscale="log", xlabel="depth L (conv layers)", ylabel="value at the last epoch",
            title="Bounds against depth")
     ax.legend(fontsize=8)
-    _save(fig, png)
+    _finish(fig, png)
     return out
 
 
@@ -102,12 +94,12 @@ def _log_slope(x: np.ndarray, y: np.ndarray) -> float:
 
 def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     """Each bound and the real gap against m on log-log axes, fitted slope per curve."""
-    last = _last(results)
-    table = last.groupby("m")[BOUNDS + ["gap", "train_error", "test_error"]].mean()
+    last = final_rows(results)
+    table = last.groupby("m")[[*BOUND_NAMES, "gap", "train_error", "test_error"]].mean()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     out = {"by_m": _numbers(table), "slope": {}}
     m = table.index.to_numpy(dtype=float)
-    for name in BOUNDS + ["gap"]:
+    for name in [*BOUND_NAMES, "gap"]:
         values = table[name].to_numpy()
         out["slope"][name] = slope = _log_slope(np.log(m), values)  # log-log
         color, dash = style(name)
@@ -116,7 +108,7 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     ax.set(xscale="log", yscale="log", xlabel="training-set size m",
            ylabel="value at the last epoch", title="Bounds and gap against sample size")
     ax.legend(fontsize=8)
-    _save(fig, png)
+    _finish(fig, png)
     return out
 
 
@@ -134,8 +126,8 @@ def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
         ax.set(yscale="log", xlabel="epoch", title=f"{level:.0%} of the labels random")
     axes[0][0].set_ylabel("value")
     axes[0][0].legend(fontsize=8)
-    _save(fig, png)
-    table = _last(results).groupby("label_noise")[BOUNDS + ["train_error", "test_error",
+    _finish(fig, png)
+    table = final_rows(results).groupby("label_noise")[[*BOUND_NAMES, "train_error", "test_error",
                                                                  "gap"]].mean()
     return _numbers(table)
 
@@ -145,9 +137,7 @@ FIGURES: dict[str, Callable[[pd.DataFrame, Path], dict]] = {
     "sample_size": sample_size_figure, "label_noise": label_noise_figure}
 
 
-def _save(fig: plt.Figure, png: Path) -> None:
-    png.parent.mkdir(parents=True, exist_ok=True)
+def _finish(fig: plt.Figure, png: Path) -> None:
     fig.tight_layout()
-    fig.savefig(png.with_suffix(".tmp.png"), dpi=120)
-    png.with_suffix(".tmp.png").replace(png)  # atomic: a killed run leaves the old figure
+    save(fig, png, dpi=120)
     plt.close(fig)

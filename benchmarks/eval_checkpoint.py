@@ -33,10 +33,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from paper_scale import forward_flops
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from helpers import write_mnist_files  # noqa: E402 (the tests' IDX writer)
 
 from normbounds import checkpoints
 from normbounds.config import Entry, load_params
@@ -53,6 +49,11 @@ from normbounds.models import arch_for
 from normbounds.paths import Paths
 from normbounds.runtime import resolve_device
 from normbounds.train import file_digest, run_epoch, train_entry
+
+from paper_scale import forward_flops
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import write_mnist_files  # noqa: E402 (the tests' IDX writer)
 
 
 def default_entry(cfg, paths, entry, stats, train, test, device) -> None:

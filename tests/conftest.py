@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import write_mnist_files
 
 from normbounds.config import parse_params
+
+from helpers import write_mnist_files
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from helpers import conv_matrix
 
 from normbounds.data import Split
 from normbounds.errors import ConfigError
@@ -18,6 +17,8 @@ from normbounds.measure.network import read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.measure.passes import data_pass, margin_errors
 from normbounds.models import Arch, GridNet
+
+from helpers import conv_matrix
 
 SQ2 = math.sqrt(2.0)
 # sigma_l = sigma_lower, converged to machine precision: the exact operator norms
@@ -203,9 +204,9 @@ def test_auto_evaluation_batch_fills_the_cpu_budget():
 
 
 def _cfg_with(**bound):
-    from conftest import tiny_params
-
     from normbounds.config import parse_params
+
+    from conftest import tiny_params
 
     return parse_params(tiny_params(bound=bound))
 

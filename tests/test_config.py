@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
-from conftest import REPO, tiny_params
 
 from normbounds.config import ConfigError, Entry, feature_sides, load_params, parse_params
+from normbounds.constraints import Interval
+
+from conftest import REPO, tiny_params
 
 
 def test_default_params_load_and_grid_entries():
@@ -99,3 +103,33 @@ def test_entry_names_round_trip():
     assert Entry(3, 200, 4).name == "3-200-4"
     with pytest.raises(ConfigError, match="expected <depth>-<width>-<seed>"):
         Entry.parse("3-200")
+
+
+@pytest.mark.parametrize(("constraint", "value", "message"), [
+    (Interval(int, 1), 0, "must be >= 1"),
+    (Interval(float, 0, closed="neither"), 0.0, "must be > 0"),
+    (Interval(float, 0, 1, closed="left"), 1.0, "must be in [0, 1)"),
+    (Interval(float, 0, 1, closed="right"), 0.0, "must be in (0, 1]"),
+    (Interval(int, 1, top=1_000), 1_001, "must be at most 1,000"),
+    (Interval(int, 1, top=1_000), (5, 0), "every value must be >= 1"),
+    (Interval(float, 0, 1, why="(a fraction)"), 2.0, "must be in [0, 1] (a fraction)"),
+])
+def test_one_declaration_holds_both_limits_and_the_message(constraint, value, message):
+    assert constraint.explain(value) == message
+    inside = 0.5 if constraint.kind is float else 1
+    assert constraint.explain(inside) is None
+    assert constraint.explain("auto") is None  # words are the field type's business
+
+
+def test_every_limit_is_declared_with_its_field():
+    """The ceilings against typos live in the field declarations (no second table)."""
+    from normbounds.config import TrainConfig
+    from normbounds.constraints import check_fields
+
+    top = {f.name: f.metadata["constraint"].top for f in dataclasses.fields(TrainConfig)
+           if f.metadata.get("constraint") is not None}
+    assert top["epochs"] == top["save_every"] == 1_000_000
+    assert top["batch_size"] == 10_000_000 and top["lr"] is None
+    with pytest.raises(ConfigError, match=r"^params.yaml: train.epochs = 2000000 is invalid:"
+                                          r" must be at most 1,000,000$"):
+        check_fields(TrainConfig(epochs=2_000_000), "train")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import dvc, make_pipeline, tiny_params
 
 from normbounds.config import ConfigError, Entry, parse_params
 from normbounds.data import Split
@@ -19,6 +18,8 @@ from normbounds.models import arch_for
 from normbounds.paths import Paths
 from normbounds.support import refuse_unreadable
 from normbounds.train import train_entry
+
+from conftest import dvc, make_pipeline, tiny_params
 
 CUSTOM = {"family": "custom", "factory": "examples.small_cnn:build"}
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import write_cifar10, write_mnist
 
 from normbounds.config import DataConfig
 from normbounds.data import (
@@ -19,6 +18,8 @@ from normbounds.data import (
     preprocess,
     stratified_indices,
 )
+
+from conftest import write_cifar10, write_mnist
 
 
 def test_stratified_indices_largest_remainder_and_seed():

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import dvc, make_pipeline, tiny_params, tree_digest, write_params
 
 from normbounds import io as nio
+
+from conftest import dvc, make_pipeline, tiny_params, tree_digest, write_params
 
 ENTRY = "2-2-0"
 PARAMS = tiny_params(grid={"widths": [2]}, train={"epochs": 3, "milestones": [2]})
@@ -258,7 +259,8 @@ LOADER = {
                                               grid={"depths": [3_000_000]})),
                    "grid.depths = [3000000] is invalid: must be at most"),
     "seed 2^32": (yaml.safe_dump(tiny_params(grid={"seeds": [2**32]})),
-                  "grid.seeds = [4294967296] is invalid: seeds must be at most 2^32 - 1"),
+                  "grid.seeds = [4294967296] is invalid: must be at most 4,294,967,295"
+                  " (NumPy's seeds are 32-bit)"),
 }
 
 

@@ -9,8 +9,6 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_params
-from helpers import conv_matrix
 
 from normbounds.config import parse_params
 from normbounds.data import Split
@@ -28,6 +26,9 @@ from normbounds.measure.lipschitz import (
 )
 from normbounds.measure.options import BoundConfig
 from normbounds.models import Arch, GridNet
+
+from conftest import tiny_params
+from helpers import conv_matrix
 
 # 2 kernels x 2 strides x 2 paddings x 4 channel pairs x 2 sides = 64 random layers
 CASES = list(itertools.product((2, 3), (1, 2), (0, 1), ((1, 3), (2, 2), (3, 5), (4, 2)), (6, 9)))

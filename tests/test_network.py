@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import conv_matrix
 from torch import nn
 
 from normbounds.errors import UnsupportedLayerError
 from normbounds.measure import bounds
 from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.network import describe, read_network
+
+from helpers import conv_matrix
 
 N = 8  # input side
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_params
 
 from normbounds import checkpoints, precision
 from normbounds.config import Entry, parse_params
@@ -14,6 +13,8 @@ from normbounds.data import Split
 from normbounds.errors import ConfigError
 from normbounds.models import Arch
 from normbounds.train import fingerprint, train_entry
+
+from conftest import tiny_params
 
 ARCH = Arch((1, 8, 8), 10, 2, 3)
 ENTRY = Entry(2, 3, 0)

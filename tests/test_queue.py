@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+
 from conftest import dvc, make_pipeline, subprocess_env, tiny_params
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
 from conftest import dvc, make_pipeline, subprocess_env, tiny_params, tree_digest, write_params
 
 ENTRY = "2-2-0"

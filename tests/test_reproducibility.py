@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_pipeline, subprocess_env, tiny_params, write_params
 
 from normbounds.config import Entry
 from normbounds.paths import Paths
 from normbounds.reproducibility import KERNEL_ENV, NATIVE_SWITCH
+
+from conftest import make_pipeline, subprocess_env, tiny_params, write_params
 
 ENTRY = Entry(2, 3, 0)
 

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, dvc, make_pipeline, subprocess_env, tiny_params
-from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 from normbounds.config import load_params
+
+from conftest import REPO, dvc, make_pipeline, subprocess_env, tiny_params
+from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 SUBMIT = "slurm/submit.sh"
 

@@ -8,21 +8,22 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import REPO, dvc, make_pipeline, tiny_params
 
 from normbounds.config import ConfigError, parse_params
 from normbounds.data import noisy_labels, prepare
 from normbounds.measure import bounds
 from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.network import describe
-from normbounds.models import Arch, ConvNet
+from normbounds.models import Arch, GridNet
+
+from conftest import REPO, dvc, make_pipeline, tiny_params
 
 STATS = {"m": 500, "num_classes": 10, "P": 37.5, "S": 210.0}
 
 
-def _net(**arch) -> ConvNet:
+def _net(**arch) -> GridNet:
     torch.manual_seed(0)
-    return ConvNet(Arch((1, 8, 8), 10, 3, 5, **arch))
+    return GridNet(Arch((1, 8, 8), 10, 3, 5, **arch))
 
 
 def test_dense_network_is_one_node_per_layer_and_ours_equals_golowich():
@@ -47,7 +48,7 @@ def test_dense_network_is_one_node_per_layer_and_ours_equals_golowich():
     (3, 2, 9, 9),
 ])
 def test_conv_variants_deg_and_pred(kernel, stride, deg, pred):
-    specs = describe(ConvNet(Arch((1, 16, 16), 10, 2, 3, kernel, stride)))
+    specs = describe(GridNet(Arch((1, 16, 16), 10, 2, 3, kernel, stride)))
     assert [(s.deg, s.pred) for s in specs[:-1]] == [(deg, pred)] * (len(specs) - 1)
 
 

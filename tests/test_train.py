@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_params
 
 from normbounds import checkpoints, precision
 from normbounds.checkpoints import save_epochs
@@ -16,6 +15,8 @@ from normbounds.data import Split
 from normbounds.errors import ArtifactError
 from normbounds.models import Arch
 from normbounds.train import TrainingError, train_entry, write_history
+
+from conftest import tiny_params
 
 ARCH = Arch((1, 8, 8), 10, 2, 3)
 ENTRY = Entry(2, 3, 0)

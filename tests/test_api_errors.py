@@ -11,6 +11,7 @@ from torch import nn
 from normbounds import cli
 from normbounds.errors import DatasetError, InputError, NormboundsError
 from normbounds.measure import bounds
+from normbounds.measure.assess import assess
 
 
 def _model(dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -86,3 +87,32 @@ def test_an_exception_without_a_message_still_gives_one_line(factory):
     with pytest.raises(NormboundsError) as err:
         cli.run(["bounds", "emptyerr:build", "--weights", "w.pt", "--data", "d.pt"])
     assert str(err.value) == "--weights w.pt: does not fit emptyerr:build (RuntimeError)"
+
+
+@pytest.mark.parametrize(("y", "message"), [
+    (torch.arange(5), "train_y: expected 6 integer class labels, shape (6,), got (5,)"
+                      " torch.int64"),
+    (torch.zeros(6), "train_y: expected 6 integer class labels, shape (6,), got (6,)"
+                     " torch.float32"),
+    (torch.zeros(6, 1, dtype=torch.long), "train_y: expected 6 integer class labels, shape"
+                                          " (6,), got (6, 1) torch.int64"),
+    ([0, 1, 2, 3, 4, 5], "train_y: expected 6 integer class labels, shape (6,), got list"),
+    (torch.tensor([0, 1, 2, 3, 4, 10]), "train_y: labels must lie in 0..3 (the model has 4"
+                                        " logits), got 0..10"),
+    (torch.tensor([0, 1, 2, 3, -1, 0]), "train_y: labels must lie in 0..3 (the model has 4"
+                                        " logits), got -1..3"),
+])
+def test_bad_labels_are_named(y, message):
+    with pytest.raises(InputError) as err:
+        assess(_model(), torch.rand(6, 1, 8, 8), y)
+    assert str(err.value) == message
+
+
+def test_assess_gives_the_errors_and_the_certificate_with_test_labels_checked():
+    x, y = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.arange(6) % 4
+    row = assess(_model(), x, y, test=(x, y))
+    assert row["gap"] == row["test_error"] - row["train_error"] == 0.0
+    assert row["certificate"] == row["margin_error"] + row["ours_corrected"]
+    assert "train_loss" not in row  # no loss given: no loss column
+    with pytest.raises(InputError, match=r"^test_y: expected 6 integer class labels"):
+        assess(_model(), x, y, test=(x, y.float()))

@@ -223,7 +223,8 @@ def test_a_code_change_declared_harmless_resumes_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv("NORMBOUNDS_HARMLESS_CODE_CHANGE", "1")
     messages = []
     assert _run(_cfg(), folder, messages) == history  # nothing trained again
-    assert any("the code changed (train.py); NORMBOUNDS_HARMLESS_CODE_CHANGE=1 declares it"
+    assert any("the code changed (src/normbounds/train.py); NORMBOUNDS_HARMLESS_CODE_CHANGE=1"
+               " declares it"
                " harmless: resuming from epoch 3" in m for m in messages)
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert {k: v for k, v in after.items() if k != "epoch_0003.pt"} == {

@@ -91,7 +91,8 @@ def save(state: dict[str, Any], folder: Path) -> Path:
     """The slim checkpoint of `state` (its REQUIRED_KEYS only), atomically."""
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
-        raise ValueError(f"checkpoint state lacks {missing}")
+        raise CheckpointError(f"{folder}: the checkpoint to save lacks {missing} (a bug in the"
+                              " caller: every checkpoint holds REQUIRED_KEYS)")
     path = path_for(folder, state["epoch"])
     save_torch({k: state[k] for k in REQUIRED_KEYS}, path)
     return path
@@ -105,7 +106,8 @@ def save_resume(state: dict[str, Any], folder: Path) -> Path:
     """The whole training state (RESUME_KEYS), atomically, over the previous one."""
     missing = [k for k in RESUME_KEYS if k not in state]
     if missing:
-        raise ValueError(f"resume state lacks {missing}")
+        raise CheckpointError(f"{folder}: the resume state to save lacks {missing} (a bug in"
+                              " the caller: it holds RESUME_KEYS)")
     save_torch({k: state[k] for k in RESUME_KEYS}, resume_path(folder))
     return resume_path(folder)
 

@@ -9,16 +9,13 @@ and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import sys
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from normbounds.constraints import Interval, check_fields, param, require
+from normbounds.constraints import Interval, build, check_fields, param, require
 from normbounds.datasets import DATASETS
 from normbounds.errors import ConfigError
 from normbounds.losses import LOSSES
@@ -230,66 +227,6 @@ def _check_architecture(cfg: Config) -> None:
                     f" checkpoint); at most {MAX_WEIGHTS:.3g} weights")
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against the type hint of its field; return it as the field stores it."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        require(isinstance(value, str) and value in args, key, value,
-                 "must be one of " + ", ".join(args))
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) == 2 and typing.get_origin(inner[0]) is Literal:  # Literal[...] | int
-            words = typing.get_args(inner[0])
-            require(value in words or isinstance(value, int) and not isinstance(value, bool),
-                     key, value, f"must be {' or '.join(words)} or an integer")
-            return value
-        return _coerce(value, inner[-1], key)
-    if origin is tuple:
-        require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
-        return tuple(_coerce(v, args[0], key) for v in value)
-    if hint is bool:
-        require(isinstance(value, bool), key, value, "must be true or false")
-    elif hint is int:
-        require(isinstance(value, int) and not isinstance(value, bool), key, value,
-                 "must be an integer")
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        require(ok and math.isfinite(value), key, value, "must be a finite number")
-        return float(value)
-    elif hint is str:
-        require(isinstance(value, str), key, value, "must be a string")
-    return value
-
-
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    where = prefix or "the top level"
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"params.yaml: {where} must be a mapping of keys, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"params.yaml: unknown key {key!r} in {where}; allowed keys: "
-                          + ", ".join(names))
-    kwargs = {}
-    for name in names:
-        if name not in raw:
-            continue  # the dataclass default applies
-        key = f"{prefix}.{name}" if prefix else name
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, raw[name], key)
-        else:
-            kwargs[name] = _coerce(raw[name], hint, key)
-    return cls(**kwargs)
-
-
 _VARIANT_NAME = re.compile(r"[A-Za-z0-9_.]+")
 
 
@@ -324,18 +261,18 @@ def parse_params(raw: Any, variant: str | None = None) -> Config:
     """
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
-        return _build(Config, raw, "")  # raises the "must be a mapping" error
+        return build(Config, raw, "")  # raises the "must be a mapping" error
     variants = _variants(raw)
     base = {k: v for k, v in raw.items() if k != "variants"}
     for name, over in variants.items():
         try:
-            _build(Config, _overlay(base, over), "").check()
+            build(Config, _overlay(base, over), "").check()
         except ConfigError as err:
             raise ConfigError(f"{err} (in variants.{name})") from None
     if variant is not None and variant not in variants:
         raise ConfigError(f"params.yaml: variant {variant!r} is not defined; variants: "
                           + (", ".join(variants) or "none"))
-    cfg = _build(Config, _overlay(base, variants.get(variant, {})), "")
+    cfg = build(Config, _overlay(base, variants.get(variant, {})), "")
     cfg.check()
     return dataclasses.replace(cfg, variants=tuple(variants))
 

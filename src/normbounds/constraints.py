@@ -12,6 +12,9 @@ minutes later as a MemoryError or a hang.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,3 +88,65 @@ def check_fields(section: Any, prefix: str) -> None:
         if allowed is not None:
             fail(f"{prefix}.{f.name}", list(value) if isinstance(value, tuple) else value,
                  allowed)
+
+
+def coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the type hint of its field; return it as the field stores it."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        require(isinstance(value, str) and value in args, key, value,
+                 "must be one of " + ", ".join(args))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 2 and typing.get_origin(inner[0]) is Literal:  # Literal[...] | int
+            words = typing.get_args(inner[0])
+            require(value in words or isinstance(value, int) and not isinstance(value, bool),
+                     key, value, f"must be {' or '.join(words)} or an integer")
+            return value
+        return coerce(value, inner[-1], key)
+    if origin is tuple:
+        require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
+        return tuple(coerce(v, args[0], key) for v in value)
+    if hint is bool:
+        require(isinstance(value, bool), key, value, "must be true or false")
+    elif hint is int:
+        require(isinstance(value, int) and not isinstance(value, bool), key, value,
+                 "must be an integer")
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        require(ok and math.isfinite(value), key, value, "must be a finite number")
+        return float(value)
+    elif hint is str:
+        require(isinstance(value, str), key, value, "must be a string")
+    return value
+
+
+def build(cls: type, raw: Any, prefix: str) -> Any:
+    """A (nested) config dataclass from a parsed mapping: unknown keys, and values of the
+    wrong type for their field, are one ConfigError each; missing keys take defaults."""
+    where = prefix or "the top level"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params.yaml: {where} must be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"params.yaml: unknown key {key!r} in {where}; allowed keys: "
+                          + ", ".join(names))
+    kwargs = {}
+    for name in names:
+        if name not in raw:
+            continue  # the dataclass default applies
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = build(hint, raw[name], key)
+        else:
+            kwargs[name] = coerce(raw[name], hint, key)
+    return cls(**kwargs)

@@ -61,7 +61,8 @@ def stratified_indices(labels: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """
     n = len(labels)
     if not 0 < k <= n:
-        raise ValueError(f"subset size {k} must be in [1, {n}]")
+        raise DatasetError(f"a stratified subset of {k} samples needs 1 <= {k} <= {n}, the"
+                           " samples there are (data.train_size or data.test_size)")
     classes, counts = torch.unique(labels, return_counts=True)
     exact = counts.double() * k / n
     quota = exact.floor().long()

@@ -36,12 +36,12 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
     bc = params or BoundConfig()
     network = network or read_network(model, tuple(train_x.shape[1:]))
     x = network.inputs(train_x)  # checked, in the model's dtype
+    y = network.labels(train_y, len(x))
     t0 = time.perf_counter()
     with eval_mode(network.module):
         batch = network.batch_size(bc.eval_batch_size)
-        tr = data_pass(network, x, train_y, batch_size=batch, gamma=bc.gamma, loss=loss)
-        te = None if test is None else data_pass(network, network.inputs(test[0], "test_x"),
-                                                 test[1], batch_size=batch, loss=loss)
+        tr = data_pass(network, x, y, batch_size=batch, gamma=bc.gamma, loss=loss)
+        te = None if test is None else _test_pass(network, test, batch, loss)
     t1 = time.perf_counter()
     if stats is None:
         stats = {"m": len(x), **data_statistics(x)}
@@ -59,6 +59,12 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
             row["test_loss"] = te.loss
     row["margin_error"] = tr.margin_error
     return row | certificate(tr.margin_error, values) | values
+
+
+def _test_pass(network: Network, test: tuple, batch: int, loss: Loss | None):
+    x = network.inputs(test[0], "test_x")
+    return data_pass(network, x, network.labels(test[1], len(x), "test_y"), batch_size=batch,
+                     loss=loss)
 
 
 def finite_or_none(row: dict) -> dict:

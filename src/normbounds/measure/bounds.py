@@ -135,8 +135,8 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     """
     bc = params or BoundConfig()
     if train_x is None and (stats is None or patch_norms is None):
-        raise InputError("bounds.compute needs the training inputs: pass train_x, or stats"
-                         " (m, P, S, X, input_shape) and patch_norms")
+        raise InputError("compute needs the training inputs: pass train_x, or stats"
+                         " (m, P, S, input_shape) and patch_norms")
     if network is None:
         shape = _input_shape(train_x, stats)
         network = read_network(model, tuple(shape))

@@ -11,7 +11,7 @@ from torch import nn
 from normbounds import cli
 from normbounds.errors import DatasetError, InputError, NormboundsError
 from normbounds.measure import bounds
-from normbounds.measure.assess import assess
+from normbounds.measure.assessment import assess
 
 
 def _model(dtype: torch.dtype = torch.float32) -> nn.Module:

@@ -93,3 +93,18 @@ def test_the_api_and_cli_load_no_pipeline_dependency():
                                 check=True).stdout.split())
     assert "torch" in loaded and "normbounds" in loaded
     assert not {"dvc", "pandas", "matplotlib", "mlxtend", "dvclive", "tabulate"} & loaded
+
+
+def test_the_face_names_stay_functions_after_every_submodule_is_imported():
+    """A submodule named like a face name would replace it on the package once imported
+    (`measure.assess` the module instead of the function): none is."""
+    import importlib
+    import pkgutil
+
+    import normbounds.measure as measure
+
+    for info in pkgutil.iter_modules(measure.__path__):
+        importlib.import_module(f"normbounds.measure.{info.name}")
+    for name in measure.__all__:
+        home = importlib.import_module(f"normbounds.measure.{measure._FACE[name]}")
+        assert getattr(measure, name) is getattr(home, name), name

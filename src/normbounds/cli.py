@@ -28,7 +28,7 @@ from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import InputError
 from normbounds.io import load_torch, write_json, write_text
-from normbounds.measure.assess import assess, finite_or_none
+from normbounds.measure.assessment import assess, finite_or_none
 from normbounds.measure.formulas import status
 from normbounds.measure.network import read_network
 from normbounds.measure.options import BoundConfig

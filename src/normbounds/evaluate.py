@@ -1,4 +1,4 @@
-"""Evaluating a run's saved checkpoints: one row each (measure.assess), then the files.
+"""Evaluating a run's saved checkpoints: one row each (measure.assessment.assess), then the files.
 
 The data statistics come from the prepare stage. Every row is a function of its
 checkpoint alone (Lanczos starts from the Fourier peak, not from the previous
@@ -19,7 +19,7 @@ from normbounds.datasets import Split
 from normbounds.errors import ArtifactError
 from normbounds.io import write_json, write_text
 from normbounds.losses import LOSSES
-from normbounds.measure.assess import assess
+from normbounds.measure.assessment import assess
 from normbounds.measure.formulas import HEADLINE
 from normbounds.progress import progress
 
@@ -27,7 +27,7 @@ from normbounds.progress import progress
 def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,
                    loss_name: str, reference: nn.Module | None = None,
                    timings: dict | None = None) -> dict:
-    """One row (measure.assess): errors, losses, margin error, every bound, the
+    """One row (measure.assessment.assess): errors, losses, margin error, every bound, the
     certificate; the losses are the run's own training loss."""
     return assess(model, train.x, train.y, test=(test.x, test.y), params=cfg.bound,
                   stats=stats, loss=LOSSES[loss_name](int(stats["num_classes"])),

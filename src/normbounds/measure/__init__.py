@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 _FACE = {  # public name -> the module of this package that defines it
-    "assess": "assess",
+    "assess": "assessment",
     "compute": "bounds",
     "BoundConfig": "options",
     "BOUNDS": "formulas",

@@ -116,6 +116,44 @@ def _input_shape(train_x: object, stats: dict | None) -> tuple[int, ...]:
     return tuple(stats["input_shape"])
 
 
+def _inputs(model: nn.Module, train_x: torch.Tensor | None, num_classes: int | None,
+            bc: BoundConfig, stats: dict | None, patch_norms: list[float] | None,
+            network: Network | None) -> tuple[Network, dict, list[float], int]:
+    """compute's arguments checked: the network, the statistics of the inputs it reads
+    (augmented), b_l per layer (measured from train_x when not given), C."""
+    if train_x is None and (stats is None or patch_norms is None):
+        raise InputError("compute needs the training inputs: pass train_x, or stats"
+                         " (m, P, S, input_shape) and patch_norms")
+    if network is None:
+        network = read_network(model, tuple(_input_shape(train_x, stats)))
+    inputs = None if train_x is None else network.inputs(train_x)  # checked, model's dtype
+    if stats is None:
+        stats = {"m": len(train_x), **data_statistics(train_x)}
+    n_classes = num_classes or stats.get("num_classes") or network.num_classes
+    if n_classes != network.num_classes:
+        raise InputError(f"num_classes = {n_classes} but the model has"
+                         f" {network.num_classes} logits")
+    if patch_norms is None:
+        with eval_mode(network.module):
+            patch_norms = data_pass(network, inputs,
+                                    batch_size=network.batch_size(bc.eval_batch_size)).patch_norms
+    elif len(patch_norms) != len(network.specs):
+        raise InputError(f"patch_norms: {len(patch_norms)} values for a network of"
+                         f" {len(network.specs)} layers; pass one b_l per layer (or train_x)")
+    return network, network.data_stats(stats), patch_norms, int(n_classes)
+
+
+def _per_layer(specs: list[LayerSpec], **columns: list) -> dict[str, float]:
+    """The per-layer columns <name>_l<index> (1-based; the head is layer D), and deg and
+    pred of the hidden layers."""
+    out: dict[str, float] = {}
+    for i, s in enumerate(specs):
+        out |= {f"{name}_l{s.index}": values[i] for name, values in columns.items()}
+        if s.kind != "head":
+            out |= {f"deg_l{s.index}": s.deg, f"pred_l{s.index}": s.pred}
+    return out
+
+
 def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
             num_classes: int | None = None, params: BoundConfig | None = None,
             stats: dict | None = None, patch_norms: list[float] | None = None,
@@ -134,28 +172,10 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     Per-layer keys end in _l<index>, 1-based; the head is layer D.
     """
     bc = params or BoundConfig()
-    if train_x is None and (stats is None or patch_norms is None):
-        raise InputError("compute needs the training inputs: pass train_x, or stats"
-                         " (m, P, S, input_shape) and patch_norms")
-    if network is None:
-        shape = _input_shape(train_x, stats)
-        network = read_network(model, tuple(shape))
-    inputs = None if train_x is None else network.inputs(train_x)  # checked, model's dtype
-    if stats is None:
-        stats = {"m": len(train_x), **data_statistics(train_x)}
-    n_classes = num_classes or stats.get("num_classes") or network.num_classes
-    if n_classes != network.num_classes:
-        raise InputError(f"num_classes = {n_classes} but the model has"
-                         f" {network.num_classes} logits")
-    specs, stats = network.specs, network.data_stats(stats)
-    if patch_norms is None:
-        with eval_mode(network.module):
-            patch_norms = data_pass(network, inputs,
-                                    batch_size=network.batch_size(bc.eval_batch_size)).patch_norms
-    elif len(patch_norms) != len(specs):
-        raise InputError(f"patch_norms: {len(patch_norms)} values for a network of"
-                         f" {len(specs)} layers; pass one b_l per layer (or train_x)")
-    m, n_classes, d = int(stats["m"]), int(n_classes), len(specs)
+    network, stats, patch_norms, n_classes = _inputs(model, train_x, num_classes, bc, stats,
+                                                     patch_norms, network)
+    specs = network.specs
+    m, d = int(stats["m"]), len(specs)
     hidden, head = specs[:-1], specs[-1]  # conv or dense hidden layers, the head
     # a dense first layer (or a head reading the input) sees the whole image as one
     # position: P = S^2 (docs/bounds.md, "Fully connected layers")
@@ -194,13 +214,9 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
         positions=[s.positions for s in specs], out_channels=[s.out_channels for s in specs])
     out |= {bound.name: bound.formula(ingredients) for bound in BOUNDS}
     out["notes"] = _notes(out)
-    for i, s in enumerate(specs):
-        n = s.index
-        out |= {f"fro_l{n}": fro[i], f"sigma_l{n}": sigmas[i],
-                f"sigma_lower_l{n}": both[i].lower, f"sigma_upper_l{n}": both[i].upper,
-                f"lanczos_steps_l{n}": both[i].matvecs,
-                f"lanczos_converged_l{n}": int(both[i].converged),
-                f"l21_l{n}": l21s[i], f"a_l{n}": a[i], f"b_l{n}": patch_norms[i]}
-        if s.kind != "head":
-            out |= {f"deg_l{n}": s.deg, f"pred_l{n}": s.pred}
+    out |= _per_layer(specs, fro=fro, sigma=sigmas, sigma_lower=[s.lower for s in both],
+                      sigma_upper=[s.upper for s in both],
+                      lanczos_steps=[s.matvecs for s in both],
+                      lanczos_converged=[int(s.converged) for s in both], l21=l21s, a=a,
+                      b=patch_norms)
     return out

@@ -1,8 +1,9 @@
 # Entry points (each sets up .venv first, then runs):
-#   make repro   dvc repro on the default profile (params.yaml)
+#   make repro   dvc repro on the default profile (params.yaml); JOBS=N: N train stages at once
+#   make gpu-check  the one device check (benchmarks/gpu_check.py; without CUDA its small variant)
 #   make test    ruff, the import contracts (lint-imports) and the test suite (what CI runs)
 #   make test-fast  ruff + the tests not marked e2e (the inner loop, about a minute or two)
-#   make paper   the paper's Figure-1 setup as a named DVC experiment
+#   make paper   the paper's Figure-1 setup as a named DVC experiment (JOBS=N, EXACT=1)
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
 #   make bench-paper    the paper profile's cost and disk on the device present (by hand)
@@ -20,7 +21,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro test test-fast paper bench bench-kernels bench-paper
+.PHONY: setup repro test test-fast paper gpu-check bench bench-kernels bench-paper
 
 setup: $(VENV)/.installed
 
@@ -30,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 repro: setup
-	dvc repro
+	$(if $(JOBS),python -m normbounds.parallel --jobs $(JOBS),dvc repro)
 
 test: setup
 	ruff check .
@@ -42,8 +43,22 @@ test-fast: setup
 	lint-imports
 	python -m pytest -m "not e2e"
 
+# train.precision and train.compile: what `make gpu-check` measured fastest on this device
+# (benchmarks/gpu_check.json; none measured: fp32 without compile). EXACT=1 keeps the exact
+# reproduction (fp32: TF32 and bf16 change the trained weights, so every bound a little).
+PAPER_SPEED = $(if $(EXACT),,$(shell python benchmarks/gpu_check.py --recommend 2>/dev/null))
+
 paper: setup
-	dvc exp run -n paper $(PAPER)
+ifdef JOBS
+	dvc exp run $(PAPER) $(PAPER_SPEED) check
+	python -m normbounds.parallel --jobs $(JOBS)
+	dvc exp save -n paper
+else
+	dvc exp run -n paper $(PAPER) $(PAPER_SPEED)
+endif
+
+gpu-check: setup
+	python benchmarks/gpu_check.py
 
 bench: setup
 	python benchmarks/eval_checkpoint.py

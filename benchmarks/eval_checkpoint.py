@@ -90,7 +90,7 @@ def sigma_times(model, cfg, stats, patch_norms) -> tuple[float, float, float]:
                         seed=spec.index)
         upper, lower = upper + t1 - t0, lower + time.perf_counter() - t1
     t0 = time.perf_counter()
-    bounds.compute(model, stats=stats, params=cfg, patch_norms=patch_norms)
+    bounds.compute(model, stats=stats, params=cfg.bound, patch_norms=patch_norms)
     return upper, lower, time.perf_counter() - t0
 
 

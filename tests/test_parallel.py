@@ -1,0 +1,37 @@
+"""`make repro JOBS=N` (normbounds.parallel): the train stages concurrently, the same result."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import dvc, make_pipeline, subprocess_env, tiny_params, tree_digest
+
+
+@pytest.mark.e2e
+def test_parallel_training_gives_the_sequential_dvc_lock(tmp_path):
+    params = tiny_params(grid={"widths": [2, 3, 4]})
+    sequential = make_pipeline(tmp_path / "sequential", params)
+    dvc(sequential, "repro")
+    parallel = make_pipeline(tmp_path / "parallel", params)
+    run = subprocess.run([sys.executable, "-m", "normbounds.parallel", "--jobs", "3"],
+                         cwd=parallel, env=subprocess_env(), capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "parallel: 3 train stages, 3 at a time, then `dvc repro`" in run.stdout
+    assert (parallel / "dvc.lock").read_text() == (sequential / "dvc.lock").read_text()
+    assert tree_digest(parallel) == tree_digest(sequential)
+    assert "up to date" in dvc(parallel, "status").stdout
+    assert sorted(p.name for p in (parallel / ".parallel").iterdir()) == [
+        "train-2-2-0.log", "train-2-3-0.log", "train-2-4-0.log"]
+
+
+def test_bad_jobs_and_folders_are_one_line(tmp_path):
+    for args, message in ((["--jobs", "0"], "error: --jobs 0: must be at least 1"),
+                          (["--dir", str(tmp_path)], f"error: --dir {tmp_path}: no dvc.yaml"
+                                                     " there")):
+        run = subprocess.run([sys.executable, "-m", "normbounds.parallel", *args],
+                             capture_output=True, text=True, env=subprocess_env())
+        assert run.returncode == 1 and run.stderr.strip() == message

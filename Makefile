@@ -2,7 +2,7 @@
 #   make repro   dvc repro on the default profile (params.yaml); JOBS=N: N train stages at once
 #   make gpu-check  the one device check (benchmarks/gpu_check.py; without CUDA its small variant)
 #   make test    ruff, the import contracts (lint-imports) and the test suite (what CI runs)
-#   make test-fast  ruff + the tests not marked e2e (the inner loop, about a minute or two)
+#   make test-fast  ruff, lint-imports and the tests marked neither e2e nor slow (the inner loop)
 #   make paper   the paper's Figure-1 setup as a named DVC experiment (JOBS=N, EXACT=1)
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
@@ -41,7 +41,7 @@ test: setup
 test-fast: setup
 	ruff check .
 	lint-imports
-	python -m pytest -m "not e2e"
+	python -m pytest -m "not e2e and not slow"
 
 # train.precision and train.compile: what `make gpu-check` measured fastest on this device
 # (benchmarks/gpu_check.json; none measured: fp32 without compile). EXACT=1 keeps the exact

@@ -32,6 +32,7 @@ def test_stratified_indices_largest_remainder_and_seed():
     assert not torch.equal(idx, stratified_indices(labels, 15, seed=4))
 
 
+@pytest.mark.slow
 def test_mnist5k_split_is_stratified_disjoint_and_seeded():
     cfg = DataConfig()
     train, test = load_splits(cfg)
@@ -47,6 +48,7 @@ def test_mnist5k_split_is_stratified_disjoint_and_seeded():
     assert not torch.equal(other.y, train.y) or not torch.equal(other.x, train.x)
 
 
+@pytest.mark.slow
 def test_train_size_subset_is_stratified():
     train, test = load_splits(DataConfig(train_size=500))
     assert len(train) == 500 and len(test) == 1000

@@ -14,7 +14,8 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
 # (data/, checkpoints/) and paths with placeholders are left out
 TOP = {p.name for p in REPO.iterdir() if not p.name.startswith(".")} - {"data", "checkpoints"}
 PLACEHOLDER = re.compile(r"[<>{}*]|NNNN|\.\.\.")
-YOURS = {"plots/templates/vendor/"}  # git-ignored: the page says how to fetch it
+# git-ignored (the page says how to fetch it), or written by `make gpu-check` on a device
+YOURS = {"plots/templates/vendor/", "benchmarks/gpu_check.json", "benchmarks/gpu_check.md"}
 
 
 def named_paths(page: Path) -> list[str]:

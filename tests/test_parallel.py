@@ -33,6 +33,7 @@ def test_parallel_training_gives_the_sequential_dvc_lock(tmp_path):
         "train-2-2-0.log", "train-2-3-0.log", "train-2-4-0.log"]
 
 
+@pytest.mark.e2e
 def test_bad_jobs_and_folders_are_one_line(tmp_path):
     for args, message in ((["--jobs", "0"], "error: --jobs 0: must be at least 1"),
                           (["--dir", str(tmp_path)], f"error: --dir {tmp_path}: no dvc.yaml"

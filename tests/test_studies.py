@@ -74,6 +74,7 @@ def test_label_noise_changes_exactly_the_fraction(fraction):
         assert not torch.equal(noisy, noisy_labels(y, fraction, 10, seed=4))
 
 
+@pytest.mark.slow
 def test_prepare_keeps_test_labels_and_counts_noise():
     clean_cfg = parse_params(tiny_params()).data
     noisy_cfg = parse_params(tiny_params(data={"label_noise": 0.5})).data

@@ -212,6 +212,7 @@ def _optimised_sup(x: torch.Tensor, xi: torch.Tensor, shapes: list[tuple], strid
     return best
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "depth", "kernel", "stride", "padding", "bias", "seed"), [
     ("random", 1, 2, 1, 0, False, 0),
     ("one_hot", 1, 2, 1, 0, False, 1),

@@ -126,7 +126,13 @@ def load_resume(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
     return state, None
 
 
-def load_state(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def saved_device() -> str | None:
+    """Where a checkpoint to re-save loads to: back where it was saved (a CUDA run's
+    tensors stay on CUDA, so its bytes are a fresh run's), or to the CPU without CUDA."""
+    return None if torch.cuda.is_available() else "cpu"
+
+
+def load_state(path: Path, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """The raw checkpoint dict, checked for the keys every checkpoint has."""
     state = load_torch(path, map_location)
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):

@@ -1,6 +1,6 @@
 """Which source files a stage imports, computed from the code: the one source of both a
-stage's DVC deps (tests/test_architecture.py checks dvc.yaml against it) and a training
-run's fingerprint (train.code_files).
+stage's DVC deps (tests/pipeline/test_architecture.py checks dvc.yaml against it) and a
+training run's fingerprint (train.code_files).
 
 The closure follows every `import` of a `normbounds` module, at module level and
 inside functions (a lazy import still runs), with the `__init__.py` of every
@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+
+from normbounds.numeric import TRAIN_STAGE, is_numeric
 
 PACKAGE = Path(__file__).resolve().parent  # src/normbounds
 REPO = PACKAGE.parents[1]  # the checkout: stages/, src/, dvc.yaml
@@ -67,6 +69,16 @@ def stage_files(stage: str) -> list[Path]:
     return [script, *closure(script)]
 
 
+def code_deps(stage: str) -> list[Path]:
+    """A stage's code deps: `stage_files`, less, for the train stage, the files that
+    cannot change a trained run (numeric.py), so DVC's deps of the train stage and a run's
+    fingerprint are one list."""
+    files = stage_files(stage)
+    if stage != TRAIN_STAGE:
+        return files
+    return [path for path in files if is_numeric(relative(path))]
+
+
 def relative(path: Path) -> str:
     """A file as dvc.yaml and fingerprints name it: relative to the checkout."""
     return path.resolve().relative_to(REPO).as_posix()
@@ -77,7 +89,7 @@ def _code_dep(item: str) -> bool:
 
 
 def synced_pipeline(text: str, prefix: str = "") -> str:
-    """dvc.yaml's text with every stage's code deps replaced by `stage_files` of the
+    """dvc.yaml's text with every stage's code deps replaced by `code_deps` of the
     script its `cmd` runs (first in `deps:`, in order); other deps are kept. prefix: the
     path from the pipeline's folder to the checkout ("../../" for the studies)."""
     out, script, in_deps = [], None, False
@@ -91,7 +103,7 @@ def synced_pipeline(text: str, prefix: str = "") -> str:
         in_deps = line == "    deps:" or (in_deps and line.startswith("      "))
         out.append(line)
         if line == "    deps:" and script is not None:
-            out += [f"      - {prefix}{relative(p)}" for p in stage_files(script)]
+            out += [f"      - {prefix}{relative(p)}" for p in code_deps(script)]
     return "\n".join(out) + "\n"
 
 

@@ -55,7 +55,7 @@ def save_torch(obj: Any, path: Path) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh))
 
 
-def load_torch(path: Path, map_location: str | torch.device = "cpu") -> Any:
+def load_torch(path: Path, map_location: str | torch.device | None = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: file not found")

@@ -6,7 +6,7 @@ before it); the train@<entry> stages (from `dvc stage list`) N at a time, each a
 `dvc --wait-for-lock repro -s train@<entry>` (DVC holds its lock only while it reads and
 writes dvc.lock, so the trainings overlap); then `dvc repro` (evaluate, figures). The
 result is the same dvc.lock, entry for entry, as a sequential `dvc repro`
-(tests/test_parallel.py).
+(tests/e2e/test_parallel.py).
 """
 
 from __future__ import annotations

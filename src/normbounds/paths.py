@@ -1,6 +1,6 @@
 """Every file the pipeline reads or writes, relative to the pipeline's folder.
 
-dvc.yaml declares the same paths (tests/test_pipeline.py checks they agree).
+dvc.yaml declares the same paths (tests/pipeline/test_pipeline.py checks they agree).
 A study pipeline in studies/<name>/ gets the same layout under its own folder;
 a study's variant (params.yaml `variants:`) adds a level after the top folder:
 data/prepared/<variant>/, checkpoints/<variant>/<entry>/, results/<variant>/...

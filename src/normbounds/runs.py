@@ -116,19 +116,32 @@ def _adopted(folder: Path, newest: dict, fp: dict, log: Callable[[str], None]) -
         clear(folder)
         return False
     files = ", ".join(_changed_files(newest["config"]["code"], fp["code"]))
-    if os.environ.get(HARMLESS) == "1":  # the newest checkpoint and the resume state take it
+    if os.environ.get(HARMLESS) == "1":
         log(f"{folder}: the code changed ({files}); {HARMLESS}=1 declares it harmless:"
             f" resuming from epoch {newest['epoch']}")
-        checkpoints.save({**newest, "config": fp}, folder)
-        resume, problem = checkpoints.load_resume(folder)
-        if problem is None:
-            checkpoints.save_resume({**resume, "config": fp}, folder)
+        adopt(folder, fp)
         return True
     aside = keep_aside(folder, newest["config"]["code"])
     log(f"{folder} was trained by other code ({files} changed): kept in {aside}, training"
         f" afresh. If the change alters no number, stop, put {aside.name} back as"
         f" {folder.name} and run again with {HARMLESS}=1")
     return False
+
+
+def adopt(folder: Path, fp: dict) -> None:
+    """Re-save every checkpoint of the run, and its resume state, with the fingerprint
+    `fp`: the folder then holds the very bytes a fresh run of the new code writes (a
+    checkpoint is its weights, epoch, architecture, config and history, and only the
+    config changed), so dvc.lock names files that a fresh clone's `dvc repro` reproduces.
+    Each file is replaced atomically, the resume state first and the newest checkpoint
+    last: until that one is written the run still reads as trained by the old code, so a
+    kill leaves it to be adopted again, whole."""
+    resume, problem = checkpoints.load_resume(folder)
+    if problem is None:
+        checkpoints.save_resume({**resume, "config": fp}, folder)
+    for _, path in checkpoints.list_epochs(folder):  # in epoch order: the newest last
+        state = checkpoints.load_state(path, checkpoints.saved_device())
+        checkpoints.save({**state, "config": fp}, folder)
 
 
 def _resume_state(folder: Path, saved: list, fp: dict, log: Callable[[str], None]) -> dict | None:

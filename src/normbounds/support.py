@@ -15,7 +15,7 @@ from normbounds.models import arch_for, build
 def refuse_unreadable(cfg: Config, stats: dict) -> None:
     """Build every (depth, width) of the grid of a custom family and read it
     (measure.read_network raises UnsupportedLayerError naming each unsupported op).
-    conv and fc networks are read by construction (tests/test_models.py)."""
+    conv and fc networks are read by construction (tests/pipeline/test_models.py)."""
     if cfg.model.family != "custom":
         return
     for depth in cfg.grid.depths:

@@ -21,13 +21,14 @@ import torch
 from torch import nn
 
 from normbounds import checkpoints
-from normbounds.config import Config, Entry, TrainConfig
+from normbounds.config import Config, Entry
 from normbounds.data import Split
 from normbounds.errors import TrainingError
-from normbounds.imports import relative, stage_files
+from normbounds.imports import code_deps, relative
 from normbounds.io import write_dir, write_json, write_text
 from normbounds.losses import LOSSES
 from normbounds.models import Arch, build, factory_file, load_factory
+from normbounds.numeric import TRAIN_STAGE
 from normbounds.precision import PRECISIONS, compiled, forward_context, tf32_products
 from normbounds.progress import progress, say
 from normbounds.reproducibility import kernels_label
@@ -44,10 +45,11 @@ def file_digest(*paths: Path) -> str:
 
 
 def code_files(cfg: Config) -> dict[str, Path]:
-    """The source files whose digests are part of a run's fingerprint, by path: exactly
-    what the train stage imports (imports.stage_files, precision.py and runtime.py
-    included; no bound code), and a custom network's module."""
-    files = {relative(path): path for path in stage_files("train")}
+    """The source files whose digests are part of a run's fingerprint, by path: the files
+    of the train stage's imports that can change a trained run (imports.code_deps, as
+    numeric.py declares them; the train stage's DVC deps are the same list), and a custom
+    network's module."""
+    files = {relative(path): path for path in code_deps(TRAIN_STAGE)}
     if cfg.model.factory is not None:  # a custom network: its module's source too
         load_factory(cfg.model.factory)
         path = factory_file(cfg.model.factory)
@@ -57,8 +59,9 @@ def code_files(cfg: Config) -> dict[str, Path]:
 
 
 # keys added to `train` after runs were committed: left out of a run's fingerprint at
-# their defaults, which compute exactly what the code did before the keys existed
-LATER_TRAIN_KEYS = ("precision", "compile")
+# these values, which compute exactly what the code did before the keys existed (fixed
+# here, not read from config.py's defaults: a new default must change the fingerprint)
+LATER_TRAIN_KEYS = {"precision": "fp32", "compile": "none"}
 
 
 def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
@@ -68,9 +71,8 @@ def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     outlives code changes; by file, so a mismatch can say which file changed.
     """
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("root", "download")}
-    defaults = vars(TrainConfig())
     train = {k: v for k, v in cfg.to_dict()["train"].items()
-             if k not in LATER_TRAIN_KEYS or v != defaults[k]}
+             if k not in LATER_TRAIN_KEYS or v != LATER_TRAIN_KEYS[k]}
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": train,
            "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers

@@ -5,7 +5,7 @@ names (torch.fx, graph.py) and aten kinds (TorchScript, torchscript.py) that
 are it, and either None (covered: each reader has an adapter of that name) or
 the reason it is refused. `COVERED`, the messages, the dispatch tables of both
 readers and the docs' list all come from it. A new layer kind is one row here
-plus one adapter per reader (tests/test_network.py checks that every covered
+plus one adapter per reader (tests/measure/test_network.py checks that every covered
 row has them).
 """
 

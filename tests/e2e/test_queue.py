@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import dvc, make_pipeline, subprocess_env, tiny_params
+from pipeline_helpers import dvc, make_pipeline, subprocess_env, tiny_params
 
 
 @pytest.mark.e2e

@@ -10,7 +10,7 @@ import yaml
 from normbounds.config import ConfigError, Entry, feature_sides, load_params, parse_params
 from normbounds.constraints import Interval
 
-from conftest import REPO, tiny_params
+from pipeline_helpers import REPO, tiny_params
 
 
 def test_default_params_load_and_grid_entries():

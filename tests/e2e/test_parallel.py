@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import dvc, make_pipeline, subprocess_env, tiny_params, tree_digest
+from pipeline_helpers import dvc, make_pipeline, subprocess_env, tiny_params, tree_digest
 
 
 @pytest.mark.e2e

@@ -206,7 +206,7 @@ def test_auto_evaluation_batch_fills_the_cpu_budget():
 def _cfg_with(**bound):
     from normbounds.config import parse_params
 
-    from conftest import tiny_params
+    from pipeline_helpers import tiny_params
 
     return parse_params(tiny_params(bound=bound))
 

@@ -19,7 +19,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import dvc, make_pipeline, subprocess_env, tiny_params, tree_digest, write_params
+from pipeline_helpers import (
+    dvc,
+    make_pipeline,
+    subprocess_env,
+    tiny_params,
+    tree_digest,
+    write_params,
+)
 
 ENTRY = "2-2-0"
 EPOCHS = 8

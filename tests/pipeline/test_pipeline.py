@@ -17,7 +17,7 @@ from normbounds.measure import formulas
 from normbounds.paths import Paths
 from normbounds.report import plots
 
-from conftest import REPO, dvc, make_pipeline, tiny_params
+from pipeline_helpers import REPO, dvc, make_pipeline, tiny_params
 
 LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "lanczos_converged",
               "l21", "a", "b"]

@@ -14,7 +14,7 @@ from normbounds.errors import ConfigError
 from normbounds.models import Arch
 from normbounds.train import fingerprint, train_entry
 
-from conftest import tiny_params
+from pipeline_helpers import tiny_params
 
 ARCH = Arch((1, 8, 8), 10, 2, 3)
 ENTRY = Entry(2, 3, 0)

@@ -14,7 +14,7 @@ from normbounds.config import Entry
 from normbounds.paths import Paths
 from normbounds.reproducibility import KERNEL_ENV, NATIVE_SWITCH
 
-from conftest import make_pipeline, subprocess_env, tiny_params, write_params
+from pipeline_helpers import make_pipeline, subprocess_env, tiny_params, write_params
 
 ENTRY = Entry(2, 3, 0)
 

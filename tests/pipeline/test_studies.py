@@ -16,7 +16,7 @@ from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.network import describe
 from normbounds.models import Arch, GridNet
 
-from conftest import REPO, dvc, make_pipeline, tiny_params
+from pipeline_helpers import REPO, dvc, make_pipeline, tiny_params
 
 STATS = {"m": 500, "num_classes": 10, "P": 37.5, "S": 210.0}
 
@@ -178,7 +178,7 @@ def test_study_dvc_yaml_declares_the_paths_of_paths_py(study):
     assert stages["figure"]["cmd"] == "python ../../stages/study.py"  # the folder names it
     assert expand(stages["figure"]["outs"]) == [str(paths.study_figure)]
     assert expand(stages["figure"]["metrics"]) == [str(paths.study_metrics)]
-    # its code deps are checked with every stage's (tests/test_architecture.py)
+    # its code deps are checked with every stage's (tests/pipeline/test_architecture.py)
     assert {"results", "../../stages/study.py"} <= set(stages["figure"]["deps"])
 
 

@@ -14,7 +14,7 @@ import yaml
 from normbounds.config import Entry
 from normbounds.paths import Paths
 
-from conftest import REPO, dvc, make_pipeline, write_mnist
+from pipeline_helpers import REPO, dvc, make_pipeline, write_mnist
 
 # the Makefile's settings that a CPU test cannot afford, made tiny
 TINY = {"data.download": "false", "grid.widths": "[8]", "grid.seeds": "[0]",

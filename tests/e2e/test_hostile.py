@@ -24,7 +24,7 @@ import yaml
 
 from normbounds import io as nio
 
-from conftest import dvc, make_pipeline, tiny_params, tree_digest, write_params
+from pipeline_helpers import dvc, make_pipeline, tiny_params, tree_digest, write_params
 
 ENTRY = "2-2-0"
 PARAMS = tiny_params(grid={"widths": [2]}, train={"epochs": 3, "milestones": [2]})

@@ -19,7 +19,7 @@ from normbounds.data import (
     stratified_indices,
 )
 
-from conftest import write_cifar10, write_mnist
+from pipeline_helpers import write_cifar10, write_mnist
 
 
 def test_stratified_indices_largest_remainder_and_seed():

@@ -12,7 +12,7 @@ import pytest
 
 from normbounds.config import load_params
 
-from conftest import REPO, dvc, make_pipeline, subprocess_env, tiny_params
+from pipeline_helpers import REPO, dvc, make_pipeline, subprocess_env, tiny_params
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 SUBMIT = "slurm/submit.sh"

@@ -27,8 +27,8 @@ from normbounds.measure.lipschitz import (
 from normbounds.measure.options import BoundConfig
 from normbounds.models import Arch, GridNet
 
-from conftest import tiny_params
 from helpers import conv_matrix
+from pipeline_helpers import tiny_params
 
 # 2 kernels x 2 strides x 2 paddings x 4 channel pairs x 2 sides = 64 random layers
 CASES = list(itertools.product((2, 3), (1, 2), (0, 1), ((1, 3), (2, 2), (3, 5), (4, 2)), (6, 9)))

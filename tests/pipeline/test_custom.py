@@ -19,7 +19,7 @@ from normbounds.paths import Paths
 from normbounds.support import refuse_unreadable
 from normbounds.train import train_entry
 
-from conftest import dvc, make_pipeline, tiny_params
+from pipeline_helpers import dvc, make_pipeline, tiny_params
 
 CUSTOM = {"family": "custom", "factory": "examples.small_cnn:build"}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+import normbounds  # noqa: F401  first, before any test module imports torch: it pins the kernels
+
 
 @pytest.fixture
 def tiny_cfg():

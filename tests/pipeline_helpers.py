@@ -88,6 +88,20 @@ def make_pipeline(work: Path, params: dict, *folders: str) -> Path:
     return work
 
 
+def git(work: Path, *args: str) -> str:
+    """`git <args>` in `work` (a committer named), its output; a failure fails the test."""
+    proc = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                          cwd=work, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def copy_repo(source: Path, dest: Path) -> Path:
+    """A copy of a pipeline repository with its git history and DVC cache."""
+    shutil.copytree(source, dest, symlinks=True)
+    return dest
+
+
 def write_params(work: Path, params: dict) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -98,10 +112,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", **extra}
 
 
+def own_code(work: Path) -> dict[str, str]:
+    """PYTHONPATH for the stages of the pipeline at (or above) `work`: its own src/, so a
+    run digests and runs the copy's code, at the copy's path (not the installed tree's)."""
+    for root in (work, *work.parents):
+        if (root / "src" / "normbounds").is_dir():
+            return {"PYTHONPATH": str(root / "src")}
+    return {}
+
+
 def dvc(work: Path, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    """Run `dvc <args>` in `work`; with check, a non-zero exit fails the test with its output."""
+    """Run `dvc <args>` in `work`, its stages on its own code; with check, a non-zero exit
+    fails the test with its output."""
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=work,
-                          env=subprocess_env(**env), capture_output=True, text=True, timeout=600)
+                          env=subprocess_env(**{**own_code(Path(work)), **env}),
+                          capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from normbounds import cli
 from normbounds.measure import bounds, formulas
@@ -30,7 +29,8 @@ def build(in_shape, num_classes):
 
 @pytest.fixture
 def user_files(tmp_path, monkeypatch):
-    """usermodel.py, its weights, and an ImageFolder of 8x8 grayscale PNGs (3 classes)."""
+    """usermodel.py and its weights, and 15 8x8 grayscale images (3 classes) as the CLI
+    reads them: [0, 1] in float32 (the pipeline's tensors), then the model's dtype."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "usermodel.py").write_text(USER_MODULE)
     sys.path.insert(0, str(tmp_path))
@@ -40,18 +40,19 @@ def user_files(tmp_path, monkeypatch):
     model = build((1, 8, 8), 3)
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     rng = np.random.default_rng(0)
-    pixels = []
-    for label in range(3):
-        (tmp_path / "images" / f"class{label}").mkdir(parents=True)
-        for i in range(5):
-            arr = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
-            Image.fromarray(arr, mode="L").save(tmp_path / "images" / f"class{label}" / f"{i}.png")
-            pixels.append(arr)
-    # as the CLI reads them: [0, 1] in float32 (the pipeline's tensors), then the model's dtype
-    x = (torch.from_numpy(np.stack(pixels)).unsqueeze(1).float() / 255).double()
-    yield model.eval(), x
+    pixels = np.stack([rng.integers(0, 256, size=(8, 8), dtype=np.uint8) for _ in range(15)])
+    x = (torch.from_numpy(pixels).unsqueeze(1).float() / 255).double()
+    yield model.eval(), x, pixels
     sys.path.remove(str(tmp_path))
     sys.modules.pop("usermodel", None)
+
+
+def _image_folder(root: Path, pixels: np.ndarray) -> None:
+    """pixels as an ImageFolder of PNGs, five per class (PIL: the pipeline extra's)."""
+    image = pytest.importorskip("PIL.Image", reason="an ImageFolder needs Pillow")
+    for i, arr in enumerate(pixels):
+        (root / "images" / f"class{i // 5}").mkdir(parents=True, exist_ok=True)
+        image.fromarray(arr, mode="L").save(root / "images" / f"class{i // 5}" / f"{i % 5}.png")
 
 
 def _numbers(row: dict) -> dict:
@@ -60,7 +61,8 @@ def _numbers(row: dict) -> dict:
 
 def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, tmp_path,
                                                                     capsys):
-    model, x = user_files
+    model, x, pixels = user_files
+    _image_folder(tmp_path, pixels)
     api = bounds.compute(model, x)
     row = cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data", "images",
                    "--out", "out.json"])
@@ -81,7 +83,7 @@ def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script and save
 def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path):
-    model, x = user_files
+    model, x, _ = user_files
     torch.jit.save(torch.jit.script(model), tmp_path / "model.ts")
     torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
     row = cli.run(["bounds", "model.ts", "--data", "data.pt", "--out", "out.csv"])
@@ -93,15 +95,17 @@ def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path
 
 @pytest.mark.e2e
 def test_console_script_errors_are_one_line(user_files, tmp_path):
+    _, x, _ = user_files
+    torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
     script = Path(sys.executable).with_name("normbounds")
     assert "MODEL" in subprocess.run([script, "bounds", "--help"], capture_output=True,
                                      text=True, check=True).stdout
-    run = subprocess.run([script, "bounds", "nosuch.models:build", "--data", "images"],
+    run = subprocess.run([script, "bounds", "nosuch.models:build", "--data", "data.pt"],
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         "error: MODEL = 'nosuch.models:build': module 'nosuch.models' does not import"
         " (ModuleNotFoundError: No module named 'nosuch')"]
-    run = subprocess.run([script, "bounds", "usermodel:build", "--data", "images", "--out",
+    run = subprocess.run([script, "bounds", "usermodel:build", "--data", "data.pt", "--out",
                           "o.txt"], capture_output=True, text=True)
     assert run.stderr.strip() == "error: --out o.txt: must end in .json or .csv"

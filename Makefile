@@ -1,14 +1,17 @@
 # Entry points (each sets up .venv first, then runs):
 #   make repro   dvc repro on the default profile (params.yaml); JOBS=N: N train stages at once
 #   make gpu-check  the one device check (benchmarks/gpu_check.py; without CUDA its small variant)
-#   make test    ruff, the import contracts (lint-imports) and the test suite (what CI runs)
+#   make test    ruff, the import contracts (lint-imports), the test suite, then tests/measure
+#                in .venv-base, a base install (`pip install .`: no pipeline extra; what CI runs)
 #   make test-fast  ruff, lint-imports and the tests marked neither e2e nor slow (the inner loop)
+#   make test-base  tests/measure (the API and the CLI) in .venv-base alone
 #   make paper   the paper's Figure-1 setup as a named DVC experiment (JOBS=N, EXACT=1)
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
 #   make bench-paper    the paper profile's cost and disk on the device present (by hand)
 PYTHON ?= python3
 VENV := .venv
+BASE_VENV := .venv-base
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # The paper's Figure 1: MNIST (60k/10k), CONV-3-{200,600,1000}, 5 seeds, batch 32, lr 0.01
@@ -21,7 +24,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro test test-fast paper gpu-check bench bench-kernels bench-paper
+.PHONY: setup repro test test-fast test-base paper gpu-check bench bench-kernels bench-paper
 
 setup: $(VENV)/.installed
 
@@ -36,7 +39,22 @@ repro: setup
 test: setup
 	ruff check .
 	lint-imports
-	python -m pytest
+	python -m pytest --durations=15
+	$(MAKE) test-base
+
+# The API and the CLI as a researcher installs them: `pip install .` (torch, numpy, scipy)
+# plus pytest, with none of the pipeline extra. Rebuilt when pyproject.toml or the
+# package's sources change (it is a copy, not an editable install).
+$(BASE_VENV)/.installed: pyproject.toml $(shell find src -name '*.py')
+	rm -rf $(BASE_VENV)
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/pip install -q . pytest
+	touch $@
+
+test-base: $(BASE_VENV)/.installed
+	@! $(BASE_VENV)/bin/python -c 'import yaml' 2>/dev/null \
+		|| { echo "$(BASE_VENV) holds PyYAML: not a base install"; exit 1; }
+	$(BASE_VENV)/bin/python -m pytest --durations=5 tests/measure
 
 test-fast: setup
 	ruff check .

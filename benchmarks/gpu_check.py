@@ -50,8 +50,9 @@ SMALL = {"widths": (8,), "steps": 3, "jobs": (1, 2), "m": 200,
 
 def cuda_tests() -> dict:
     start = time.perf_counter()
+    tests = HERE.parent / "tests" / "pipeline" / "test_cuda.py"
     run = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p",
-                          "no:cacheprovider", str(HERE.parent / "tests" / "test_cuda.py")],
+                          "no:cacheprovider", str(tests)],
                          capture_output=True, text=True, cwd=HERE.parent)
     summary = (run.stdout.strip().splitlines() or ["no output"])[-1]
     return {"exit": run.returncode, "summary": summary, "seconds": time.perf_counter() - start}

@@ -71,6 +71,10 @@ def tiny_params(**sections: dict) -> dict:
     return raw
 
 
+# the session's trained repository (tests/e2e/conftest.py): CONV-2-2 and CONV-2-3, 2 epochs
+# on 200 mnist5k digits, every stage
+TRAINED_PARAMS = tiny_params()
+
 # Everything a pipeline run writes; a failed run must leave all of it as it was.
 OUTPUT_DIRS = ("data", "checkpoints", "logs", "metrics", "results", "plots", "reports")
 

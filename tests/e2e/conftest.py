@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_helpers import copy_repo, dvc, git, make_pipeline, tiny_params
-
-# CONV-2-2 and CONV-2-3, 2 epochs on 200 mnist5k digits: every stage, in about 30 s
-TRAINED_PARAMS = tiny_params()
+from pipeline_helpers import TRAINED_PARAMS, copy_repo, dvc, git, make_pipeline
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Damaged, hostile and oversized inputs, each through the entry point a user would use.
 
-One tiny run (one grid entry, 3 epochs) is made and committed once for the module.
+The session's trained repository (tests/e2e/conftest.py) is copied once for the module.
 Every case asserts the exit status, a one-line message naming the key or file,
 no traceback, and that nothing outside the stage's own outputs changed. Cases
 that damage the run then check that a plain `dvc repro` brings back every file
@@ -24,21 +24,23 @@ import yaml
 
 from normbounds import io as nio
 
-from pipeline_helpers import dvc, make_pipeline, tiny_params, tree_digest, write_params
+from pipeline_helpers import (
+    TRAINED_PARAMS,
+    copy_repo,
+    dvc,
+    tiny_params,
+    tree_digest,
+    write_params,
+)
 
 ENTRY = "2-2-0"
-PARAMS = tiny_params(grid={"widths": [2]}, train={"epochs": 3, "milestones": [2]})
+PARAMS = TRAINED_PARAMS
 CKPTS = Path("checkpoints") / ENTRY
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    work = make_pipeline(tmp_path_factory.mktemp("hostile") / "repo", PARAMS)
-    dvc(work, "repro")
-    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"],
-                   cwd=work, check=True)
-    return work
+def repo(trained_repo, tmp_path_factory) -> Path:
+    return copy_repo(trained_repo, tmp_path_factory.mktemp("hostile") / "repo")
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +193,7 @@ def test_a_failed_switch_to_a_new_config_keeps_the_old_run_whole(repo, baseline,
     def refuse(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", str(src))
 
-    write_params(repo, tiny_params(grid={"widths": [2]}, train={**PARAMS["train"], "lr": 0.02}))
+    write_params(repo, tiny_params(train={**PARAMS["train"], "lr": 0.02}))
     monkeypatch.setattr(os, "replace", refuse)
     try:
         code, err = _stage(repo, "train.py", monkeypatch, capsys, ENTRY)
@@ -293,7 +295,7 @@ def test_a_file_as_data_root_is_one_line(repo, baseline, monkeypatch, capsys):
 
 @pytest.mark.e2e
 def test_milestones_after_the_last_epoch_warn(repo, monkeypatch, capsys):
-    write_params(repo, tiny_params(grid={"widths": [2]}, train={"epochs": 3,
+    write_params(repo, tiny_params(train={"epochs": 3,
                                                                 "milestones": [2, 9]}))
     try:
         code, err = _stage(repo, "check.py", monkeypatch, capsys)
@@ -318,7 +320,7 @@ def test_atomic_writes_get_the_umask_permissions(tmp_path, monkeypatch):
 
 @pytest.mark.e2e
 def test_an_unconverged_estimate_is_one_line(repo, baseline, monkeypatch, capsys):
-    write_params(repo, tiny_params(grid={"widths": [2]}, train=PARAMS["train"],
+    write_params(repo, tiny_params(train=PARAMS["train"],
                                    bound={"lipschitz": "estimate", "lanczos_max_steps": 1}))
     try:
         code, err = _stage(repo, "evaluate.py", monkeypatch, capsys, ENTRY)

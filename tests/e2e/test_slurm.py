@@ -12,7 +12,15 @@ import pytest
 
 from normbounds.config import load_params
 
-from pipeline_helpers import REPO, dvc, make_pipeline, subprocess_env, tiny_params
+from pipeline_helpers import (
+    REPO,
+    TRAINED_PARAMS,
+    dvc,
+    make_pipeline,
+    own_code,
+    subprocess_env,
+    tiny_params,
+)
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 SUBMIT = "slurm/submit.sh"
@@ -94,16 +102,12 @@ def slurm_env(tmp_path):
 
 
 @pytest.mark.e2e
-def test_tiny_grid_on_slurm_equals_local_repro(tmp_path, slurm_env):
-    local = make_pipeline(tmp_path / "local", tiny_params())
-    start = time.monotonic()
-    dvc(local, "repro")
-    local_s = time.monotonic() - start
-
-    work = make_pipeline(tmp_path / "cluster_repo", tiny_params(), "slurm")
+def test_tiny_grid_on_slurm_equals_local_repro(tmp_path, slurm_env, trained_repo):
+    local = trained_repo  # the session's `dvc repro` of the same params
+    work = make_pipeline(tmp_path / "cluster_repo", TRAINED_PARAMS, "slurm")
     start = time.monotonic()
     proc = subprocess.run(["bash", "slurm/submit.sh"], cwd=work,
-                          env=subprocess_env(SLURM_CONF=slurm_env["SLURM_CONF"]),
+                          env=subprocess_env(SLURM_CONF=slurm_env["SLURM_CONF"], **own_code(work)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "(2 tasks)" in proc.stdout
@@ -115,7 +119,7 @@ def test_tiny_grid_on_slurm_equals_local_repro(tmp_path, slurm_env):
             ["scontrol", "show", "job", job], env=slurm_env, capture_output=True,
             text=True).stdout)
         assert states and set(states) == {"COMPLETED"}, (job, states, _logs(work))
-    print(f"\ntiny grid: local dvc repro {local_s:.1f} s, on Slurm {slurm_s:.1f} s")
+    print(f"\ntiny grid on Slurm: {slurm_s:.1f} s")
 
     assert "up to date" in dvc(work, "status").stdout
     for entry in ("2-2-0", "2-3-0"):
@@ -139,7 +143,7 @@ def test_train_task_near_its_time_limit_is_requeued_and_resumes(tmp_path, slurm_
                          train={"epochs": 6, "batch_size": 10, "milestones": [4]})
     work = make_pipeline(tmp_path / "cluster_repo", params, "slurm")
     proc = subprocess.run(["bash", "slurm/submit.sh"], cwd=work,
-                          env=subprocess_env(SLURM_CONF=slurm_env["SLURM_CONF"]),
+                          env=subprocess_env(SLURM_CONF=slurm_env["SLURM_CONF"], **own_code(work)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = next(work.glob(".slurm/*/jobs.txt")).read_text().split()

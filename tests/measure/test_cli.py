@@ -93,7 +93,7 @@ def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path
     assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith("train_error,")
 
 
-@pytest.mark.e2e
+@pytest.mark.slow  # fresh Pythons
 def test_console_script_errors_are_one_line(user_files, tmp_path):
     _, x, _ = user_files
     torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")

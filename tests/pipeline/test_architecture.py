@@ -23,14 +23,14 @@ def _lint(env_path: Path | None = None) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=REPO, env=env)
 
 
-@pytest.mark.e2e  # fresh Pythons (make test-fast runs lint-imports itself)
+@pytest.mark.slow  # fresh Pythons (make test-fast runs lint-imports itself)
 def test_the_import_contracts_hold():
     run = _lint()
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Contracts: 2 kept, 0 broken." in run.stdout
 
 
-@pytest.mark.e2e  # fresh Pythons (make test-fast runs lint-imports itself)
+@pytest.mark.slow  # fresh Pythons (make test-fast runs lint-imports itself)
 @pytest.mark.parametrize(("module", "line", "broken"), [
     ("measure/layers.py", "import normbounds.config", "no arrow points up"),  # measure -> pipeline
     ("config.py", "import normbounds.runtime", "no import cycles"),  # runtime imports config
@@ -68,7 +68,7 @@ def test_every_stage_depends_on_exactly_the_code_it_imports(pipeline):
     assert imports.synced_pipeline(pipeline.read_text(), prefix) == pipeline.read_text()
 
 
-@pytest.mark.e2e  # fresh Pythons (make test-fast runs lint-imports itself)
+@pytest.mark.slow  # fresh Pythons (make test-fast runs lint-imports itself)
 @pytest.mark.parametrize("stage", ["check", "prepare", "train", "evaluate", "figures", "study"])
 def test_the_computed_closure_holds_every_module_the_stage_loads(stage):
     """Importing the stage script (not running it) loads no package file the closure
@@ -93,7 +93,7 @@ def test_training_digests_its_numeric_imports_and_no_bound_code(tiny_cfg):
     assert names < {relative(p) for p in stage_files("train")}
 
 
-@pytest.mark.e2e  # fresh Pythons (make test-fast runs lint-imports itself)
+@pytest.mark.slow  # fresh Pythons (make test-fast runs lint-imports itself)
 def test_the_api_and_cli_load_no_pipeline_dependency():
     code = ("import sys, normbounds.measure as m, normbounds.cli; m.compute; m.assess;"
             " m.read_network; print(' '.join(sorted({n.split('.')[0] for n in sys.modules})))")

@@ -39,7 +39,7 @@ repro: setup
 test: setup
 	ruff check .
 	lint-imports
-	python -m pytest --durations=15
+	python -m pytest -n 2 --dist loadgroup --durations=15
 	$(MAKE) test-base
 
 # The API and the CLI as a researcher installs them: `pip install .` (torch, numpy, scipy)
@@ -59,7 +59,7 @@ test-base: $(BASE_VENV)/.installed
 test-fast: setup
 	ruff check .
 	lint-imports
-	python -m pytest -m "not e2e and not slow"
+	python -m pytest -n 2 -m "not e2e and not slow"
 
 # train.precision and train.compile: what `make gpu-check` measured fastest on this device
 # (benchmarks/gpu_check.json; none measured: fp32 without compile). EXACT=1 keeps the exact

@@ -58,7 +58,9 @@ def write_cifar10(root: Path, per_batch: int, seed: int = 0) -> dict:
 def tiny_params(**sections: dict) -> dict:
     """A params mapping for a fast run; sections override the tiny defaults key by key."""
     raw = {
-        "base": {"device": "cpu"},
+        # one thread: the bytes are the same with two (tests/e2e/test_pinned_kernels.py), and
+        # two test workers (pytest -n 2) then share this 2-core machine without oversubscribing
+        "base": {"device": "cpu", "threads": 1},
         "data": {"dataset": "mnist5k", "train_size": 200, "test_size": 100},
         "model": {"kernel_size": 2, "stride": 1},
         "grid": {"depths": [2], "widths": [2, 3], "seeds": [0]},

@@ -23,6 +23,9 @@ from pipeline_helpers import (
 )
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
+# one Slurm cluster at a time: both tests run on the same pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("slurm")
+
 SUBMIT = "slurm/submit.sh"
 
 

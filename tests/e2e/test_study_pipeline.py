@@ -20,7 +20,7 @@ TINY = {"data": {"train_size": 100, "test_size": 50},
 @pytest.mark.e2e
 def test_the_sparsity_study_end_to_end(tmp_path):
     params = yaml.safe_load((REPO / "studies" / "sparsity" / "params.yaml").read_text())
-    params["base"] = {"device": "cpu"}
+    params["base"] = {"device": "cpu", "threads": 1}
     for section, values in TINY.items():
         params[section] = values if section == "variants" else {**params[section], **values}
     work = make_pipeline(tmp_path / "repo", tiny_params(), "studies")

@@ -103,8 +103,11 @@ def git(work: Path, *args: str) -> str:
 
 
 def copy_repo(source: Path, dest: Path) -> Path:
-    """A copy of a pipeline repository with its git history and DVC cache."""
-    shutil.copytree(source, dest, symlinks=True)
+    """A copy of a pipeline repository with its git history and DVC cache (not DVC's
+    temporary folder: its locks and state are DVC's to remake, and another test may be
+    using the source)."""
+    shutil.copytree(source, dest, symlinks=True,
+                    ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [])
     return dest
 
 

@@ -42,8 +42,8 @@ def _numbers_per_entry(shown: dict) -> dict[str, int]:
 
 
 @pytest.mark.e2e
-def test_the_trained_pipeline_holds_every_output(trained_repo: Path):
-    work, paths = trained_repo, Paths(trained_repo)
+def test_the_trained_pipeline_holds_every_output(trained_copy: Path):
+    work, paths = trained_copy, Paths(trained_copy)
     stats = json.loads(paths.stats.read_text())
     assert stats["m"] == 200 and stats["n_test"] == 100 and stats["input_shape"] == [1, 28, 28]
     assert torch.load(paths.train_data, weights_only=True)["x"].shape == (200, 1, 28, 28)

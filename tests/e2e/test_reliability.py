@@ -28,6 +28,9 @@ from pipeline_helpers import (
     write_params,
 )
 
+# the module's own run is trained once: its tests share one pytest-xdist worker
+pytestmark = pytest.mark.xdist_group("reliability")
+
 ENTRY = "2-2-0"
 EPOCHS = 8
 # ~100 SGD steps per epoch, so a kill lands inside an epoch rather than between runs

@@ -4,7 +4,7 @@
 #   make test    ruff, the import contracts (lint-imports), the test suite, then tests/measure
 #                in .venv-base, a base install (`pip install .`: no pipeline extra; what CI runs)
 #   make test-fast  ruff, lint-imports and the tests marked neither e2e nor slow (the inner loop)
-#   make test-base  tests/measure (the API and the CLI) in .venv-base alone
+#   make test-base  tests/measure (the API and the CLI) in .venv-base alone (torch BASE_TORCH)
 #   make paper   the paper's Figure-1 setup as a named DVC experiment (JOBS=N, EXACT=1)
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
@@ -43,12 +43,17 @@ test: setup
 	$(MAKE) test-base
 
 # The API and the CLI as a researcher installs them: `pip install .` (torch, numpy, scipy)
-# plus pytest, with none of the pipeline extra. Rebuilt when pyproject.toml or the
-# package's sources change (it is a copy, not an editable install).
-$(BASE_VENV)/.installed: pyproject.toml $(shell find src -name '*.py')
+# plus pytest, with none of the pipeline extra, on the oldest torch of the base range
+# (BASE_TORCH; .venv has the newest, the pipeline's pin). Rebuilt when pyproject.toml or
+# the package's sources change (it is a copy, not an editable install).
+BASE_TORCH ?= 2.13.0
+$(BASE_VENV)/.installed: pyproject.toml Makefile $(shell find src -name '*.py')
 	rm -rf $(BASE_VENV)
 	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/pip install -q torch==$(BASE_TORCH)
 	$(BASE_VENV)/bin/pip install -q . pytest
+	@$(BASE_VENV)/bin/python -c 'import torch; v = torch.__version__.split("+")[0]; \
+		assert v == "$(BASE_TORCH)", f"$(BASE_VENV) has torch {v}, not $(BASE_TORCH)"'
 	touch $@
 
 test-base: $(BASE_VENV)/.installed

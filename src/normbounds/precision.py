@@ -70,4 +70,8 @@ def compiled(model: nn.Module, mode: str) -> nn.Module:
     torch_mode = COMPILE_MODES[mode]
     if torch_mode is None:
         return model
+    # the public call carries the current mode on to inductor (runtime.setup_torch skips it)
+    torch.use_deterministic_algorithms(
+        torch.are_deterministic_algorithms_enabled(),
+        warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
     return torch.compile(model, backend=COMPILE_BACKEND, mode=torch_mode)

@@ -37,7 +37,10 @@ def setup_torch(base: BaseConfig) -> torch.device:
                           " pinned; import normbounds first, or set"
                           f" {NATIVE_SWITCH}=1 to accept machine-dependent results")
     torch.set_num_threads(base.threads)
-    torch.use_deterministic_algorithms(True)
+    # torch.use_deterministic_algorithms(True) without its import of torch._inductor (2 s in
+    # every stage): inductor's own flag matters only under torch.compile, and
+    # precision.compiled sets it there
+    torch._C._set_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     return resolve_device(base.device)
 

@@ -39,7 +39,9 @@ PARAMS = tiny_params(data={"train_size": 1000}, grid={"widths": [2]},
 NO_CUDA = {"CUDA_VISIBLE_DEVICES": ""}  # the no-CUDA case holds on a GPU machine too
 
 
-@pytest.fixture(scope="module")
+# session scope: pytest-xdist may interleave other modules' tests with these, which would
+# tear a module-scoped fixture down and train it again
+@pytest.fixture(scope="session")
 def repo(tmp_path_factory) -> Path:
     work = make_pipeline(tmp_path_factory.mktemp("reliability") / "repo", PARAMS)
     dvc(work, "repro")

@@ -50,9 +50,19 @@ def test_bf16_trains_float32_weights_that_differ_from_fp32(tmp_path):
 
 
 def test_compiled_training_saves_the_models_own_state(tmp_path, monkeypatch):
+    import torch._inductor.config as inductor_config
+
     monkeypatch.setattr(precision, "COMPILE_BACKEND", "eager")  # no compiler on CI
+    monkeypatch.setattr(inductor_config, "deterministic", False)
     eager = _train(tmp_path / "eager")
-    compiled = _train(tmp_path / "compiled", compile="default")
+    before = torch.are_deterministic_algorithms_enabled()
+    torch._C._set_deterministic_algorithms(True)  # what runtime.setup_torch does
+    try:
+        compiled = _train(tmp_path / "compiled", compile="default")
+    finally:
+        torch._C._set_deterministic_algorithms(before)
+    # the stage's deterministic mode reached inductor too (setup_torch leaves it unloaded)
+    assert inductor_config.deterministic is True
     assert compiled["model"].keys() == eager["model"].keys()  # no "_orig_mod." prefix
     assert all(torch.equal(compiled["model"][k], v) for k, v in eager["model"].items())
     model, meta = checkpoints.load(tmp_path / "compiled" / "epoch_0002.pt")

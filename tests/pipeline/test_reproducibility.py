@@ -70,6 +70,22 @@ def test_torch_imported_first_is_one_line_error(tmp_path: Path):
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.slow  # a fresh Python
+def test_stage_set_up_is_deterministic_without_loading_inductor(tmp_path: Path):
+    """setup_torch turns deterministic algorithms on (errors, not warnings) and leaves
+    torch._inductor unloaded: importing it costs every stage 2 s (precision.compiled sets
+    inductor's flag when it is needed)."""
+    code = ("import sys, normbounds, torch; from normbounds.config import BaseConfig;"
+            " from normbounds.runtime import setup_torch; setup_torch(BaseConfig());"
+            " print(torch.are_deterministic_algorithms_enabled(),"
+            " torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " 'torch._inductor.config' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env(),
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "False", "False"]
+
+
 def test_base_threads_is_validated():
     from normbounds.config import parse_params
     from normbounds.errors import ConfigError

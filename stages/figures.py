@@ -1,6 +1,7 @@
 """Stage `figures`: results/<entry>.csv -> Figure 1 (as printed), the valid bounds beside it,
 bounds vs width, layer norms, summary, the DVC plot template."""
 
+from normbounds.measure.formulas import statuses_of
 from normbounds.report import plots
 from normbounds.report.reports import load_results, summary, write_summary
 from normbounds.runtime import run_stage, stage_args, stage_config
@@ -14,7 +15,7 @@ def main() -> None:
     plots.figure_valid(results, paths.figure_valid)
     plots.bounds_vs_width(results, paths.bounds_vs_width)
     plots.layer_norms(results, paths.layer_norms)
-    plots.write_vega_template(paths.vega_template)
+    plots.write_vega_template(paths.vega_template, statuses_of(results))
     table = summary(results)
     write_summary(table, paths.summary_csv, paths.summary_md, paths.finding_md)
     print(paths.summary_md.read_text(), end="")

@@ -29,19 +29,20 @@ from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import InputError
 from normbounds.io import load_torch, write_json, write_text
 from normbounds.measure.assessment import assess, finite_or_none
-from normbounds.measure.formulas import status
+from normbounds.measure.formulas import status, statuses_of
 from normbounds.measure.network import read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.models import load_factory
 from normbounds.runtime import run_stage, setup_torch
 
 
-def read_data(spec: str, root: str) -> Split:
-    """DATA -> the training inputs (float32, as the model reads them) and labels."""
+def read_data(spec: str, root: str, split: str = "train") -> Split:
+    """DATA -> the inputs (float32, as the model reads them) and labels: of a data set
+    name, its prepared `split` (train or test); of a folder or a file, all of it."""
     path = Path(spec)
     if spec in DATASETS and not path.exists():
-        train, _, _ = prepare(DataConfig(dataset=spec, root=root))
-        return train
+        train, test, _ = prepare(DataConfig(dataset=spec, root=root))
+        return train if split == "train" else test
     if path.is_dir():
         split, _ = image_folder(path / "train" if (path / "train").is_dir() else path)
     elif path.is_file():
@@ -117,7 +118,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--depth", type=int, help="passed to a factory that takes it")
     cmd.add_argument("--width", type=int, help="passed to a factory that takes it")
     defaults = BoundConfig()
+    cmd.add_argument("--test", metavar="DATA", help="held-out data (a data set name: its"
+                     " test split): the test error and the held-out bound")
     cmd.add_argument("--gamma", type=float, default=defaults.gamma, help="the margin")
+    cmd.add_argument("--gammas", type=float, nargs="+", default=list(defaults.gammas),
+                     metavar="G", help="the certificate's margins, fixed in advance")
     cmd.add_argument("--delta", type=float, default=defaults.delta, help="the confidence")
     cmd.add_argument("--lipschitz", default=defaults.lipschitz,
                      choices=typing.get_args(typing.get_type_hints(BoundConfig)["lipschitz"]))
@@ -130,8 +135,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _table(row: dict) -> str:
     """Markdown: every value of the row beside the status of the bound it is."""
-    cells = [(k, f"{v:.6g}" if isinstance(v, float) else str(v), status(k))
-             for k, v in row.items()]
+    given = statuses_of(row)
+    cells = [(k, f"{v:.6g}" if isinstance(v, float) else str(v), status(k, given))
+             for k, v in row.items() if not k.startswith("status_")]
     widths = [max(len(c[i]) for c in [("", "value", "status"), *cells]) for i in range(3)]
     lines = [("", "value", "status"), tuple("-" * w for w in widths), *cells]
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
@@ -153,15 +159,19 @@ def run(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     if args.out is not None and Path(args.out).suffix not in (".json", ".csv"):
         raise InputError(f"--out {args.out}: must end in .json or .csv")
-    params = BoundConfig(gamma=args.gamma, delta=args.delta, lipschitz=args.lipschitz,
-                         eval_batch_size=args.batch_size)
+    params = BoundConfig(gamma=args.gamma, gammas=tuple(args.gammas), delta=args.delta,
+                         lipschitz=args.lipschitz, eval_batch_size=args.batch_size)
     params.check()
     setup_torch(BaseConfig(device="cpu", threads=args.threads))
     data = read_data(args.data, args.root)
     model = read_model(args.model, args.weights, data, args.depth, args.width)
     network = read_network(model, tuple(data.x.shape[1:]))
     x = network.inputs(data.x, "--data")  # checked here, so an error names --data
-    row = assess(model, x, data.y, params=params, network=network)
+    test = None
+    if args.test is not None:
+        held = read_data(args.test, args.root, "test")
+        test = (network.inputs(held.x, "--test"), held.y)
+    row = assess(model, x, data.y, test=test, params=params, network=network)
     print(_table(row))
     if args.out is not None:
         _write_row(row, Path(args.out))

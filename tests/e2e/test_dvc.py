@@ -15,17 +15,22 @@ import yaml
 
 from normbounds.config import Entry
 from normbounds.measure import formulas
+from normbounds.measure.certificates import grid_key, margin_key
+from normbounds.measure.options import BoundConfig
 from normbounds.paths import Paths
 
 from pipeline_helpers import dvc, git, tiny_params
 
 LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "lanczos_converged",
               "l21", "a", "b"]
+GAMMAS = BoundConfig().gammas
 METRIC_KEYS = (
     ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
-     "certificate", "non_vacuous", "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
+     "certificate", "certificate_gamma", "non_vacuous", "held_out", "status_held_out",
+     *map(margin_key, GAMMAS), "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
      "data_p", "data_s", "rho", "log_rho", "rho_corrected", "head_block_norm", "rho_golowich",
-     "rho_golowich_corrected", *formulas.BOUND_NAMES, "notes"]
+     "rho_golowich_corrected", *formulas.BOUND_NAMES, *map(grid_key, GAMMAS), "notes",
+     *map(formulas.status_column, formulas.BOUND_NAMES)]
     + [f"{k}_l{i}" for i in (1, 2) for k in LAYER_KEYS + ["deg", "pred"]]
     + [f"{k}_l3" for k in LAYER_KEYS]
 )
@@ -60,8 +65,13 @@ def test_the_trained_pipeline_holds_every_output(trained_copy: Path):
         metrics = json.loads(paths.metrics(entry).read_text())
         assert list(metrics) == list(formulas.HEADLINE)
         assert metrics["ours"] == pytest.approx(float(rows[-1]["ours"]), rel=1e-6)
-        assert metrics["certificate"] == pytest.approx(
-            metrics["margin_error"] + metrics["ours_corrected"], rel=1e-5)
+        last = {k: float(v) for k, v in rows[-1].items() if k.startswith(("margin_error_g",
+                                                                           "ours_corrected_g"))}
+        assert float(rows[-1]["certificate"]) == min(last[margin_key(g)] + last[grid_key(g)]
+                                                     for g in GAMMAS)
+        assert metrics["certificate"] == pytest.approx(float(rows[-1]["certificate"]), rel=1e-5)
+        assert rows[-1]["status_graf"] == "theorem"
+        assert float(rows[-1]["held_out"]) > float(rows[-1]["test_error"])
     lock = yaml.safe_load((work / "dvc.lock").read_text())["stages"]
     assert set(lock) == {"check", "prepare", "train@2-2-0", "train@2-3-0", "evaluate@2-2-0",
                          "evaluate@2-3-0", "figures"}
@@ -74,9 +84,9 @@ def test_the_trained_pipeline_holds_every_output(trained_copy: Path):
     status = dvc(work, "status")
     assert "up to date" in status.stdout and "studies" not in status.stdout + status.stderr
     counts = _numbers_per_entry(json.loads(dvc(work, "metrics", "show", "--json").stdout))
-    # headline only: the 12 of formulas.HEADLINE and the train log's step and loss
-    assert len(formulas.HEADLINE) == 12
-    assert counts == {"2-2-0": 14, "2-3-0": 14}
+    # headline only: the 14 of formulas.HEADLINE and the train log's step and loss
+    assert len(formulas.HEADLINE) == 14
+    assert counts == {"2-2-0": 16, "2-3-0": 16}
 
 
 @pytest.mark.e2e

@@ -12,6 +12,7 @@ from normbounds import cli
 from normbounds.errors import DatasetError, InputError, NormboundsError
 from normbounds.measure import bounds
 from normbounds.measure.assessment import assess
+from normbounds.measure.options import BoundConfig
 
 
 def _model(dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -110,9 +111,9 @@ def test_bad_labels_are_named(y, message):
 
 def test_assess_gives_the_errors_and_the_certificate_with_test_labels_checked():
     x, y = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.arange(6) % 4
-    row = assess(_model(), x, y, test=(x, y))
+    row = assess(_model(), x, y, test=(x, y), params=BoundConfig(gammas=(1.0,)))
     assert row["gap"] == row["test_error"] - row["train_error"] == 0.0
-    assert row["certificate"] == row["margin_error"] + row["ours_corrected"]
+    assert row["certificate"] == row["margin_error"] + row["ours_corrected"]  # one margin
     assert "train_loss" not in row  # no loss given: no loss column
     with pytest.raises(InputError, match=r"^test_y: expected 6 integer class labels"):
         assess(_model(), x, y, test=(x, y.float()))

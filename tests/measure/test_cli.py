@@ -13,6 +13,8 @@ import torch
 
 from normbounds import cli
 from normbounds.measure import bounds, formulas
+from normbounds.measure.certificates import grid_key, held_out_bound, margin_key
+from normbounds.measure.options import BoundConfig
 
 USER_MODULE = '''
 from torch import nn
@@ -70,7 +72,8 @@ def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, 
         assert row[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
     saved = json.loads((tmp_path / "out.json").read_text())
     assert saved["ours"] == row["ours"] and saved["certificate"] == row["certificate"]
-    assert row["certificate"] == row["margin_error"] + row["ours_corrected"]
+    gammas = BoundConfig().gammas  # the certificate: the best of the default grid
+    assert row["certificate"] == min(row[margin_key(g)] + row[grid_key(g)] for g in gammas)
     # the printed table names every bound's status beside its value
     lines = {line.split("|")[1].strip(): line.split("|")[3].strip()
              for line in capsys.readouterr().out.splitlines()[2:]}
@@ -79,6 +82,24 @@ def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, 
         "golowich_corrected": "theorem", "long_sedghi": "proxy", "graf": "theorem",
         "ledent": "fixed-class"}
     assert lines["train_error"] == ""
+
+
+def test_cli_statuses_follow_lipschitz_and_test_data_give_the_held_out_bound(user_files,
+                                                                                 tmp_path,
+                                                                                 capsys):
+    _, x, _ = user_files
+    torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
+    row = cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data",
+                   "data.pt", "--test", "data.pt", "--lipschitz", "estimate", "--gammas", "1"])
+    lines = {line.split("|")[1].strip(): line.split("|")[3].strip()
+             for line in capsys.readouterr().out.splitlines()[2:]}
+    assert {name: lines[name] for name in ("ours_corrected", "graf", "ledent", "held_out")} \
+        == {"ours_corrected": "theorem", "graf": "estimate", "ledent": "estimate",
+            "held_out": "theorem (held-out)"}
+    assert not [k for k in lines if k.startswith("status_")]  # statuses are a column
+    assert row["certificate"] == row["margin_error"] + row["ours_corrected"]  # one margin
+    errors = round(row["test_error"] * 15)
+    assert row["held_out"] == held_out_bound(errors, 15, BoundConfig().delta)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.script and save

@@ -126,6 +126,32 @@ def test_biases_become_the_augmented_constant_channel():
     assert plain == ours
 
 
+def test_a_dense_first_layer_with_bias_reads_one_constant_coordinate():
+    # the explicit network on x~ = (vec x, 1) as an image of d + 1 channels and one pixel
+    # (a first dense layer reads the image as one position): [W b; 0 1], then [W2 b2]
+    model = _seeded(nn.Sequential(nn.Flatten(), nn.Linear(2 * N * N, 5), nn.ReLU(),
+                                  nn.Linear(5, 10)))
+    d = 2 * N * N
+    first = torch.zeros(6, d + 1, dtype=torch.float64)
+    first[:5, :d], first[:5, d], first[5, d] = model[1].weight.detach(), model[1].bias, 1.0
+    head = torch.cat([model[3].weight.detach(), model[3].bias.detach()[:, None]], dim=1)
+    explicit = nn.Sequential(nn.Flatten(), nn.Linear(d + 1, 6, bias=False), nn.ReLU(),
+                             nn.Linear(6, 10, bias=False)).double().eval()
+    with torch.no_grad():
+        explicit[1].weight.copy_(first)
+        explicit[3].weight.copy_(head)
+    x = _data(channels=2)
+    tilde = torch.cat([x.flatten(1), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    tilde = tilde[:, :, None, None]  # (m, d + 1, 1, 1)
+    assert torch.allclose(model(x), explicit(tilde), rtol=1e-12, atol=1e-12)
+    ours, theirs = bounds.compute(model, x), bounds.compute(explicit, tilde)
+    _same(ours, theirs)
+    # one constant, not n^2 of them: S^2 + m, and P = S^2 (one position)
+    assert ours["data_s"] ** 2 == pytest.approx(_stats(x)["S"] ** 2 + 40, rel=1e-12)
+    assert ours["data_p"] == pytest.approx(ours["data_s"] ** 2, rel=1e-12)
+    assert read_network(model, (2, N, N)).specs[0].weight.shape == (6, d + 1)
+
+
 def _stats(x: torch.Tensor) -> dict:
     from normbounds.measure.statistics import data_statistics
 

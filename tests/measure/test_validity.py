@@ -14,6 +14,9 @@ import torch
 from torch import nn
 
 from normbounds.measure import bounds, formulas
+from normbounds.measure.assessment import assess
+from normbounds.measure.certificates import margin_key
+from normbounds.measure.options import BoundConfig
 from normbounds.measure.passes import margin_errors
 
 
@@ -51,19 +54,22 @@ def test_the_counterexample_is_the_closed_form_and_lies_between_printed_and_corr
     assert attained == pytest.approx(math.sqrt(classes * m), rel=1e-6)
     for classes, m in [(10, 10_000), (4, 50), (13, 400), (2, 30)]:
         exact = math.sqrt(classes * m) / m  # rho = 1
-        # Prop 3.1 as printed: D = 2, deg = pred = 1, P = 1
+        # Prop 3.1 as printed: D = 2, deg = pred = 1, P = 1: (1 + sqrt(2 (2 log 2 + log C))) / m
         printed = math.exp(formulas.log_prop31(0.0, 2, [1], [1], classes, 1.0, m))
-        # corrected: the Frobenius ball of radius 1 lies in the block-l1 ball of radius
-        # sqrt(number of blocks) = sqrt(C n^2), n^2 >= m positions
+        factor = 1 + math.sqrt(2 * (2 * math.log(2) + math.log(classes)))
+        assert printed == pytest.approx(factor / m, rel=1e-14)
+        assert exact / printed == pytest.approx(math.sqrt(classes * m) / factor, rel=1e-14)
+        assert printed < exact
+        # the corrected bound in its own class (head block-l1 <= 1): the sup is
+        # max_{r,j} |Xi_rj| = 1 for every xi, so R = 1 / m exactly, and the bound is
+        # (1 + sqrt(2 (2 log 2 + log C + log n^2))) / m with n^2 >= m positions, P = 1
         positions = math.ceil(math.sqrt(m)) ** 2
-        corrected = corrected_r(2, [1], positions, classes, 1.0, m,
-                                rho_c=math.sqrt(classes * positions))
-        assert printed < exact <= corrected, (classes, m)
+        upper = corrected_r(2, [1], positions, classes, 1.0, m)
+        ratio = 1 / (1 + math.sqrt(2 * (2 * math.log(2) + math.log(classes * positions))))
+        assert (1 / m) / upper == pytest.approx(ratio, rel=1e-14)
     # the paper's numbers: 85x too small at C = 10, m = 10^4
-    assert math.sqrt(10 * 10_000) / (1 + math.sqrt(2 * (2 * math.log(2) + math.log(10)))) == \
-        pytest.approx(85.1, abs=0.05)
-    # in the corrected bound's own class (block-l1 head <= 1) the sup is max |Xi_rj| = 1
-    assert 1 / m <= corrected_r(2, [1], positions, classes, 1.0, m)
+    assert math.sqrt(10 * 10_000) / math.exp(formulas.log_prop31(
+        math.log(10_000), 2, [1], [1], 10, 1.0, 10_000)) == pytest.approx(85.1, abs=0.05)
 
 
 # -- 2. The random-label memoriser through bounds.compute -------------------------------------
@@ -94,6 +100,11 @@ def memoriser(kernel: int, bias: bool, side: int, m: int, classes: int, value: f
     return model.eval(), x, y
 
 
+def _by_hand(rho: float, first: float, m: int, delta: float = 0.001) -> float:
+    """(rho + 1) * first / m + 3 sqrt(log(2 (rho + 2)^2 / delta) / (2 m)) at gamma = 1."""
+    return (rho + 1) * first / m + 3 * math.sqrt(math.log(2 * (rho + 2) ** 2 / delta) / (2 * m))
+
+
 @pytest.mark.parametrize(("kernel", "bias", "side", "m", "value", "scale"), [
     (1, False, 64, 3000, 1.0, 1.0),  # the issue's example
     (2, False, 92, 8000, 1.0, 1.0),  # pred = deg = 4
@@ -109,13 +120,44 @@ def test_the_printed_bound_certifies_a_random_label_memoriser_and_the_corrected_
         logits = torch.cat([model(x[i:i + 1000]) for i in range(0, m, 1000)])
     margin_error = margin_errors(logits, y, 1.0).double().mean().item()
     assert margin_error == 0.0  # memorised with margin 2 > gamma = 1
+    row = assess(model, x, y)  # the default grid of margins
     out = bounds.compute(model, x)
     assert out["pred_l1"] == out["deg_l1"] == kernel ** 2
     floor = 1 - 1 / classes  # every classifier's test error on these labels
     assert margin_error + out["ours"] < floor  # the printed "certificate": false
-    row = formulas.certificate(margin_error, out)
+    # every margin is exactly 2: the margin error is 0 below gamma = 2 and 1 from there
+    gammas = BoundConfig().gammas
+    assert [row[margin_key(g)] for g in gammas] == [float(g >= 2) for g in gammas]
+    for name in formulas.THEOREMS:  # no theorem certifies it, the grid's certificate neither
+        assert margin_error + out[name] >= floor, name
     assert row["certificate"] >= floor and row["non_vacuous"] == 0
-    if (kernel, bias) == (1, False):
+    if bias:
+        return
+    # by hand: ||W_1||_F = scale; the head has m entries 2 / (scale value), one per
+    # (class, position) block and at most one per position; P = value^2, S^2 = m value^2
+    n_out, d, log_c = side - kernel + 1, 2, math.log(classes)
+    counts = torch.bincount(y, minlength=classes).double()
+    rho = scale * math.sqrt(m) * 2 / (scale * value)
+    rho_c = scale * m * 2 / (scale * value)
+    rho_gc = scale * n_out * (2 * counts.sqrt() / (scale * value)).sum().item()
+    rho_g = scale * n_out * math.sqrt(m) * 2 / (scale * value)
+    log_k = log_c + math.log(n_out ** 2) + math.log(kernel ** 2)
+    hand = {
+        "ours": _by_hand(rho, 2 * math.sqrt(2) * (1 + math.sqrt(
+            2 * (d * math.log(2) + math.log(kernel ** 2) + log_c))) * kernel * value, m),
+        "ours_corrected": _by_hand(rho_c, 4 * (1 + math.sqrt(
+            2 * (d * math.log(2) + log_k))) * kernel * value, m),
+        "golowich": _by_hand(rho_g, 2 * math.sqrt(2) * (1 + math.sqrt(
+            2 * (d * math.log(2) + log_c))) * math.sqrt(m) * value, m),
+        "golowich_corrected": _by_hand(rho_gc, 4 * (1 + math.sqrt(
+            2 * (d * math.log(2) + log_c))) * math.sqrt(m) * value, m)}
+    assert {k: out[k] for k in hand} == pytest.approx(hand, rel=1e-12)
+    # the certificate: the best of the grid at delta / K; only gamma < 2 pays no margin
+    k = len(gammas)
+    best = min(float(g >= 2) + _by_hand(rho_c, 4 / g * (1 + math.sqrt(
+        2 * (d * math.log(2) + log_k))) * kernel * value, m, 0.001 / k) for g in gammas)
+    assert row["certificate"] == pytest.approx(best, rel=1e-12)
+    if kernel == 1:
         assert out["ours"] == pytest.approx(0.547, abs=5e-4)
 
 
@@ -252,3 +294,29 @@ def test_on_a_dense_network_ours_corrected_is_golowich_corrected():
     # the head reads a vector: its block norm is the sum of its row norms
     rows = model[5].weight.detach().double().norm(dim=1).sum().item()
     assert out["head_block_norm"] == pytest.approx(rows, rel=1e-12)
+
+
+@pytest.mark.parametrize(("m", "pixels", "classes", "seed"), [
+    (40, 16, 3, 0), (60, 25, 4, 1), (30, 9, 2, 2), (50, 64, 10, 3)])
+def test_golowich_corrected_exceeds_a_sampled_lower_bound_on_dense_networks(m, pixels, classes,
+                                                                            seed):
+    # one dense hidden layer T (||T||_F <= 1) and a head with sum_r ||W_D[r]|| <= 1, on m
+    # one-hot images (pixels drawn with repetition): relu(T e_p) = relu(T[:, p]). Columns
+    # t_j = c_j u (u >= 0 a unit vector, c >= 0, ||c|| <= 1) and the head row +-u of class r
+    # give sum_i xi_ir f_r(x_i) = +-<V_r, c>, V_rj = sum_{i: p_i = j} xi_ir, so the sup is at
+    # least max_r max(||V_r^+||, ||V_r^-||) for each xi; only xi is sampled
+    g = torch.Generator().manual_seed(seed)
+    where = torch.randint(0, pixels, (m,), generator=g)
+    xi = _signs(2000, m, classes, seed)
+    v = torch.zeros(len(xi), classes, pixels, dtype=torch.float64)
+    v.index_add_(2, where, xi.transpose(1, 2))  # (samples, C, pixels)
+    best = torch.maximum(v.clamp(min=0).norm(dim=-1), (-v).clamp(min=0).norm(dim=-1))
+    sup = best.amax(1)
+    lower, stderr = sup.mean().item() / m, sup.std().item() / m / math.sqrt(len(sup))
+    # golowich_corrected's Rademacher term at rho = 1: D = 2, log C, S = sqrt(m) (one-hot)
+    upper = math.exp(formulas.log_rademacher(0.0, 2, math.log(classes), math.log(m), m))
+    assert upper == pytest.approx(
+        (1 + math.sqrt(2 * (2 * math.log(2) + math.log(classes)))) * math.sqrt(m) / m,
+        rel=1e-14)
+    assert lower + 3 * stderr <= upper
+    assert lower / upper > 0.15  # within the stated factor: the sup is of order sqrt(m) / m

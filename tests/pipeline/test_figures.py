@@ -27,7 +27,8 @@ def _write_results(paths: Paths) -> None:
                    "gap": test_error - train_error, "margin_error": 0.2, "ours": 0.5 * scale,
                    "ours_corrected": 2.0 * scale, "golowich_corrected": 400.0 * scale,
                    "certificate": 0.2 + 2.0 * scale, "golowich": 100.0 * scale,
-                   "long_sedghi": 3.0 * scale, "graf": 50.0 * scale, "ledent": 1e4 * scale}
+                   "long_sedghi": 3.0 * scale, "graf": 50.0 * scale, "ledent": 1e4 * scale,
+                   "certificate_gamma": 1.0, "held_out": 0.15}
             row |= {f"{k}_l{i}": float(i + epoch + 1) for k in ("fro", "sigma")
                     for i in (1, 2, 3)}
             rows.append(row)
@@ -58,8 +59,9 @@ def test_figure1_has_one_panel_per_entry_and_marks_hidden_points(tmp_path, resul
 def test_the_valid_figure_draws_theorems_solid_and_figure1_dashes_the_rest(tmp_path, results):
     fig = plots.figure_valid(results, tmp_path / "v.png")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == [formulas.label(k) for k in plots.VALID_CURVES]
+    assert labels == [formulas.label(k) for k in plots.valid_curves(results)]
     assert labels[:3] == ["Our bound, corrected", "Golowich et al., corrected", "Graf et al. 2022"]
+    assert labels[-1] == "Held-out bound (test set)"
     figure1 = plots.figure1(results, tmp_path / "f.png")
     styles = {line.get_label(): line.get_linestyle() for line in figure1.axes[0].lines}
     # the paper's five curves: only graf is a theorem, the others say what they are, dashed
@@ -103,5 +105,26 @@ def test_the_finding_states_this_runs_numbers(results):
     assert "On the default run (CONV-2-4, CONV-2-8) the printed formula (`ours`) is 3 to 6;" \
         in text
     assert "(`ours_corrected`) is 12 to 24, 4 times larger, so the certificate" in text
-    assert "is 12.2 to 24.2: vacuous." in text
+    assert "over the margins of bound.gammas) is 12.2 to 24.2: vacuous, where the test set" \
+        " alone bounds the error by 0.15 (the held-out bound)." in text
     assert "corrected form is 200 times ours_corrected and Graf et al.'s 25 times." in text
+
+
+def test_statuses_the_results_carry_drive_the_legends_the_lines_and_the_summary(tmp_path,
+                                                                               results):
+    # results evaluated under lipschitz: estimate carry graf and ledent as estimates
+    results = results.assign(status_graf="estimate", status_ledent="estimate",
+                             status_ours_corrected="theorem")
+    fig = plots.figure_valid(results, tmp_path / "v.png")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "Graf et al. 2022" not in labels and labels[:2] == [
+        "Our bound, corrected", "Golowich et al., corrected"]
+    figure1 = plots.figure1(results, tmp_path / "f.png")
+    styles = {line.get_label(): line.get_linestyle() for line in figure1.axes[0].lines}
+    assert styles["Graf et al. 2022 [estimate]"] == "--"
+    markdown = re.sub(" +", " ", summary_markdown(summary(results)))
+    assert "| graf | estimate | 300 ± 1e+02 |" in markdown
+    assert "| ledent | estimate |" in markdown and "| ours | printed |" in markdown
+    # entries evaluated under different options say so
+    mixed = results.assign(status_graf=["theorem", "estimate"] * (len(results) // 2))
+    assert formulas.statuses_of(mixed)["graf"] == "mixed: estimate/theorem"

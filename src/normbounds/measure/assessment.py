@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from normbounds.measure.bounds import compute
-from normbounds.measure.formulas import certificate
+from normbounds.measure.certificates import certificate, held_out_bound, margin_key
+from normbounds.measure.formulas import HELD_OUT, HELD_OUT_STATUS, status_column
 from normbounds.measure.network import Network, eval_mode, read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.measure.passes import Loss, data_pass
@@ -26,12 +27,15 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
            test: tuple[torch.Tensor, torch.Tensor] | None = None,
            params: BoundConfig | None = None, stats: dict | None = None,
            loss: Loss | None = None, reference: nn.Module | None = None,
-           network: Network | None = None, timings: dict | None = None) -> dict[str, float]:
+           reference_independent: bool = False, network: Network | None = None,
+           timings: dict | None = None) -> dict[str, float | str]:
     """The row of `model` on its training set (and `test`, optional).
 
     stats: m, P, S, X as the prepare stage writes them (measured from train_x when
     None). loss: loss(logits, y) for the train_loss/test_loss columns (left out when
-    None). timings: seconds spent in the data passes and in the bounds, accumulated.
+    None). reference, reference_independent: as in `compute`. timings: seconds spent in
+    the data passes and in the bounds, accumulated. With `test`, the row has the
+    held-out bound of the test error beside the certificate (certificates.py).
     """
     bc = params or BoundConfig()
     network = network or read_network(model, tuple(train_x.shape[1:]))
@@ -40,13 +44,15 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
     t0 = time.perf_counter()
     with eval_mode(network.module):
         batch = network.batch_size(bc.eval_batch_size)
-        tr = data_pass(network, x, y, batch_size=batch, gamma=bc.gamma, loss=loss)
+        tr = data_pass(network, x, y, batch_size=batch, gamma=bc.gamma, gammas=bc.gammas,
+                       loss=loss)
         te = None if test is None else _test_pass(network, test, batch, loss)
     t1 = time.perf_counter()
     if stats is None:
         stats = {"m": len(x), **data_statistics(x)}
-    values = compute(model, stats=stats, params=bc,
-                     patch_norms=tr.patch_norms, reference=reference, network=network)
+    values = compute(model, stats=stats, params=bc, patch_norms=tr.patch_norms,
+                     reference=reference, reference_independent=reference_independent,
+                     network=network)
     if timings is not None:
         timings["errors"] = timings.get("errors", 0.0) + t1 - t0
         timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
@@ -58,7 +64,12 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
         if te is not None:
             row["test_loss"] = te.loss
     row["margin_error"] = tr.margin_error
-    return row | certificate(tr.margin_error, values) | values
+    row |= certificate(tr.margin_errors, values, bc.gammas)
+    if te is not None:
+        row |= {HELD_OUT: held_out_bound(te.errors, len(test[0]), bc.delta),
+                status_column(HELD_OUT): HELD_OUT_STATUS}
+    row |= {margin_key(g): e for g, e in zip(bc.gammas, tr.margin_errors, strict=True)}
+    return row | values
 
 
 def _test_pass(network: Network, test: tuple, batch: int, loss: Loss | None):

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from normbounds.errors import ConvergenceError, InputError
-from normbounds.measure.formulas import BOUND_NAMES, BOUNDS, Ingredients
+from normbounds.measure.certificates import grid_bounds
+from normbounds.measure.formulas import BOUND_NAMES, BOUNDS, Ingredients, status_column, statuses
 from normbounds.measure.layers import (
     LayerSpec,
     block_norm,
@@ -157,8 +158,8 @@ def _per_layer(specs: list[LayerSpec], **columns: list) -> dict[str, float]:
 def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
             num_classes: int | None = None, params: BoundConfig | None = None,
             stats: dict | None = None, patch_norms: list[float] | None = None,
-            reference: nn.Module | None = None, network: Network | None = None
-            ) -> dict[str, float]:
+            reference: nn.Module | None = None, reference_independent: bool = False,
+            network: Network | None = None) -> dict[str, float | str]:
     """Every bound of docs/bounds.md and its ingredients for `model`, as one flat dict.
 
     model: any nn.Module that network.py can read (conv, pooling, batch norm, Linear,
@@ -166,10 +167,14 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     m, P, S, X and Ledent's patch norms b_l are measured. Instead of train_x, pass
     `stats` (m, P, S, X and input_shape, as the prepare stage writes them) and
     `patch_norms`. num_classes: defaults to the number of logits. params: the `bound`
-    section (BoundConfig(); gamma, delta, lipschitz, ...). reference: the network whose
-    weights are M_l for Graf and Ledent (None: M_l = 0). network: `read_network(model,
-    ...)` when the caller has it already. Reads no file.
-    Per-layer keys end in _l<index>, 1-based; the head is layer D.
+    section (BoundConfig(); gamma, gammas, delta, lipschitz, ...). reference: the network
+    whose weights are M_l for Graf and Ledent (None: M_l = 0); graf stays a theorem with it
+    only if `reference_independent` declares it chosen without the training data (an
+    initialisation, another data set), else its status is `conditional`. network:
+    `read_network(model, ...)` when the caller has it already. Reads no file.
+    Per-layer keys end in _l<index>, 1-based; the head is layer D; `status_<bound>` is
+    each bound's status under these options; `ours_corrected_gamma<g>` the certificate's
+    grid (certificates.py).
     """
     bc = params or BoundConfig()
     network, stats, patch_norms, n_classes = _inputs(model, train_x, num_classes, bc, stats,
@@ -213,7 +218,10 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
         l21s=l21s, a=a, b=patch_norms, sides_in=[s.side_in for s in specs],
         positions=[s.positions for s in specs], out_channels=[s.out_channels for s in specs])
     out |= {bound.name: bound.formula(ingredients) for bound in BOUNDS}
+    out |= grid_bounds(ingredients, bc.gammas, bc.delta)
     out["notes"] = _notes(out)
+    independent = reference is None or reference_independent
+    out |= {status_column(n): s for n, s in statuses(bc.lipschitz, independent).items()}
     out |= _per_layer(specs, fro=fro, sigma=sigmas, sigma_lower=[s.lower for s in both],
                       sigma_upper=[s.upper for s in both],
                       lanczos_steps=[s.matvecs for s in both],

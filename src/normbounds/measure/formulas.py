@@ -11,7 +11,14 @@ DVC plot template, tests) reads that list. The status says what a number is
   false, so it is NOT a bound (kept to reproduce the paper's Figure 1);
 - fixed-class: a theorem for norm constraints fixed before seeing the data,
   evaluated at the trained network's own values (no union bound over them);
-- proxy: not a bound (an unknown constant set to 1).
+- proxy: not a bound (an unknown constant set to 1);
+- estimate: a theorem's formula evaluated with a Lipschitz constant that may lie below
+  the true one (bound.lipschitz estimate or reshaped), so not a bound;
+- conditional: a theorem only if the reference weights M_l were chosen independently of
+  the training data, which the caller did not declare.
+
+`statuses` gives each bound's status under a configuration; the row of
+`bounds.compute` carries it as `status_<name>`, and every consumer reads it there.
 
 Notation: L hidden layers, D = L + 1 weight layers (the head is layer D), m
 training samples, C classes, gamma the margin, delta the confidence.
@@ -20,13 +27,14 @@ training samples, C classes, gamma the margin, delta the confidence.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from normbounds.measure.logspace import LOG2, exp, log_plus, scale_term
 from normbounds.measure.prior_bounds import graf, ledent, long_sedghi
 
-STATUSES: tuple[str, ...] = ("theorem", "printed", "fixed-class", "proxy")
+STATUSES: tuple[str, ...] = ("theorem", "printed", "fixed-class", "proxy", "estimate",
+                              "conditional")
 
 
 def complexity_factor(depth_d: int, log_count: float) -> float:
@@ -173,11 +181,8 @@ class Bound:
     status: str  # one of STATUSES
     formula: Callable[[Ingredients], float]
     figure1: bool = False  # one of the five curves of the paper's Figure 1
-
-    @property
-    def legend(self) -> str:
-        """The label with its status where it is not a theorem: 'Our bound [printed]'."""
-        return self.label if self.status == "theorem" else f"{self.label} [{self.status}]"
+    uses_sigma: bool = False  # its theorem needs an upper bound on every sigma_l
+    uses_reference: bool = False  # it reads the reference weights M_l
 
 
 BOUNDS: tuple[Bound, ...] = (
@@ -193,17 +198,20 @@ BOUNDS: tuple[Bound, ...] = (
           golowich_corrected(q.log_rho_gc, q.depth_d, q.num_classes, q.S, q.m, q.gamma,
                              q.delta)),
     Bound("long_sedghi", "Long & Sedghi 2020", "#2ca02c", "proxy", lambda q: long_sedghi(
-        q.sigmas, q.n_params, q.m, q.delta), figure1=True),
+        q.sigmas, q.n_params, q.m, q.delta), figure1=True, uses_sigma=True),
     Bound("graf", "Graf et al. 2022", "#9467bd", "theorem", lambda q: graf(
-        q.sigmas, q.l21s, q.S, q.m, q.n_max, q.gamma, q.delta), figure1=True),
+        q.sigmas, q.l21s, q.S, q.m, q.n_max, q.gamma, q.delta), figure1=True, uses_sigma=True,
+        uses_reference=True),
     Bound("ledent", "Ledent et al. 2021", "#8c564b", "fixed-class", lambda q: ledent(
         q.sigmas, q.a, q.b, q.sides_in, q.positions, q.out_channels, q.m, q.gamma, q.delta),
-        figure1=True),
+        figure1=True, uses_sigma=True, uses_reference=True),
 )
 BOUND_NAMES: tuple[str, ...] = tuple(b.name for b in BOUNDS)
 THEOREMS: tuple[str, ...] = tuple(b.name for b in BOUNDS if b.status == "theorem")
 FIGURE1: tuple[str, ...] = tuple(b.name for b in BOUNDS if b.figure1)
 CERTIFYING = "ours_corrected"  # the certificate: margin error + this theorem
+HELD_OUT = "held_out"  # the test-set bound beside it (certificates.held_out_bound)
+HELD_OUT_STATUS = "theorem (held-out)"
 
 # The measured curves drawn beside the bounds: name -> (label, colour).
 MEASURED: dict[str, tuple[str, str]] = {
@@ -211,18 +219,29 @@ MEASURED: dict[str, tuple[str, str]] = {
     "test_error": ("Test error", "#7f7f7f"),
     "gap": ("Generalization gap", "#ff7f0e"),
     "margin_error": ("Margin error", "#e377c2"),
+    HELD_OUT: ("Held-out bound (test set)", "#17becf"),
 }
-# The DVC metrics of an entry: what review reads (at most 12 numbers). Per-layer
-# ingredients and solver counters stay in the results CSVs.
+# The DVC metrics of an entry: what review reads. Per-layer ingredients, the margin
+# grid and solver counters stay in the results CSVs.
 HEADLINE: tuple[str, ...] = ("train_error", "test_error", "gap", "margin_error",
-                             *BOUND_NAMES, "certificate")
+                             *BOUND_NAMES, "certificate", "certificate_gamma", HELD_OUT)
 
 
-def certificate(margin_error: float, row: dict) -> dict:
-    """The certificate (margin error + the corrected bound, a bound on the test error with
-    probability 1 - delta) and whether it is non-vacuous (below 1)."""
-    value = margin_error + row[CERTIFYING]
-    return {"certificate": value, "non_vacuous": int(value < 1.0)}
+def statuses(lipschitz: str = "certified", reference_independent: bool = True
+             ) -> dict[str, str]:
+    """Each bound's status under a configuration (docs/bounds.md, "Validity"): a theorem or
+    fixed-class bound that needs an upper bound on sigma_l is an `estimate` unless
+    bound.lipschitz is `certified`; a theorem that reads reference weights M_l is
+    `conditional` unless they are independent of the training data."""
+    out = {}
+    for b in BOUNDS:
+        value = b.status
+        if value in ("theorem", "fixed-class") and b.uses_sigma and lipschitz != "certified":
+            value = "estimate"
+        elif value == "theorem" and b.uses_reference and not reference_independent:
+            value = "conditional"
+        out[b.name] = value
+    return out
 
 
 def bound(name: str) -> Bound:
@@ -230,9 +249,21 @@ def bound(name: str) -> Bound:
     return {b.name: b for b in BOUNDS}[name]
 
 
-def label(name: str) -> str:
-    """The legend label of a bound (with its status unless a theorem) or a measured curve."""
-    return bound(name).legend if name in BOUND_NAMES else MEASURED[name][0]
+def status(name: str, given: Mapping[str, str] | None = None) -> str:
+    """A bound's status: from `given` (a row's statuses, `statuses_of`), else the registry's;
+    the held-out bound's; '' for a measured quantity."""
+    if name in BOUND_NAMES:
+        return (given or {}).get(name, bound(name).status)
+    return HELD_OUT_STATUS if name == HELD_OUT else ""
+
+
+def label(name: str, given: Mapping[str, str] | None = None) -> str:
+    """The legend label of a bound, with its status unless a theorem ('Our bound
+    [printed]'), or of a measured curve."""
+    if name not in BOUND_NAMES:
+        return MEASURED[name][0]
+    value = status(name, given)
+    return bound(name).label if value == "theorem" else f"{bound(name).label} [{value}]"
 
 
 def colour(name: str) -> str:
@@ -240,6 +271,21 @@ def colour(name: str) -> str:
     return bound(name).colour if name in BOUND_NAMES else MEASURED[name][1]
 
 
-def status(name: str) -> str:
-    """A bound's status ('' for a measured quantity)."""
-    return bound(name).status if name in BOUND_NAMES else ""
+def status_column(name: str) -> str:
+    """The row's column holding a bound's status."""
+    return f"status_{name}"
+
+
+def statuses_of(rows: object) -> dict[str, str]:
+    """The statuses a table of rows carries (a DataFrame or a dict with status_<name>); a
+    bound whose rows disagree (entries under different configs) is 'mixed: a/b'."""
+    out = {}
+    for name in BOUND_NAMES:
+        column = status_column(name)
+        if column not in rows:
+            continue
+        found = rows[column]
+        values = sorted({found} if isinstance(found, str) else set(found.dropna()))
+        if values:
+            out[name] = values[0] if len(values) == 1 else "mixed: " + "/".join(values)
+    return out

@@ -46,11 +46,14 @@ def _spec(index: int, layer: Layer, kind: str, augment: bool) -> LayerSpec:
             big[:-1, :-1], big[:-1, c, p, p], big[-1, c, p, p] = w, bias, 1.0
             w, c = big, c + 1
         return LayerSpec(index, "conv", w, (c, n, n), k, layer.stride, p)
-    # a dense layer after a conv reads all n^2 positions of the map: pred = n^2
+    # a dense layer after a conv reads all n^2 positions of the map: pred = n^2; a first
+    # dense layer reads the image as one position
     side = layer.in_shape[1] if len(layer.in_shape) == 3 and index > 1 else 1
     if augment:
         d = w.shape[1]
-        constants = layer.in_shape[1] ** 2 if len(layer.in_shape) == 3 else 1
+        # the constant channel after a conv is n^2 ones (its constant output at every
+        # position); the input's own constant is ONE coordinate (docs/bounds.md, "Biases")
+        constants = side * side
         big = torch.zeros(w.shape[0] + extra, d + constants, dtype=torch.float64)
         big[:w.shape[0], :d], big[:w.shape[0], d] = w, bias
         if extra:
@@ -61,7 +64,8 @@ def _spec(index: int, layer: Layer, kind: str, augment: bool) -> LayerSpec:
 
 def layer_input(inp: torch.Tensor, spec: LayerSpec, augmented: bool) -> torch.Tensor:
     """What layer `spec` reads: conv (B, c, n, n), dense (B, d) flattened, with the constant
-    channel appended when augmented (conv: one channel of ones; dense: n^2 or 1 ones)."""
+    channel appended when augmented (conv: one channel of ones; dense: n^2 ones after a
+    conv, else one)."""
     if spec.kind != "conv":
         inp = inp.flatten(1)
     if augmented:
@@ -137,10 +141,12 @@ class Network:
 
     def data_stats(self, stats: dict) -> dict:
         """P, S, X of the inputs the (augmented) network reads: a constant channel adds m
-        to P, m n0^2 to S^2 and n0^2 to X^2."""
+        to P, m n0^2 to S^2 and n0^2 to X^2; the one constant coordinate of a first dense
+        layer adds m to S^2 and 1 to X^2."""
         if not self.augmented:
             return stats
-        m, pixels = stats["m"], self.in_shape[1] * self.in_shape[2]
+        dense_first = self.specs[0].kind != "conv"
+        m, pixels = stats["m"], 1 if dense_first else self.in_shape[1] * self.in_shape[2]
         out = {**stats, "P": stats["P"] + m, "S": (stats["S"] ** 2 + m * pixels) ** 0.5}
         if "X" in stats:
             out["X"] = (stats["X"] ** 2 + pixels) ** 0.5

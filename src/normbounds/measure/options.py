@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,6 +12,9 @@ from normbounds.constraints import Interval, check_fields, param, require
 @dataclass(frozen=True)
 class BoundConfig:
     gamma: float = param(1.0, Interval(float, 0, closed="neither"))  # margin
+    # the certificate's margins, fixed in advance; each bound at delta / len(gammas)
+    gammas: tuple[float, ...] = param((0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0),
+                                      Interval(float, 0, closed="neither"))
     delta: float = param(0.001, Interval(float, 0, 1, closed="neither"))  # confidence
     # sigma_l the bounds use: certified (upper bound), estimate (converged from below),
     # reshaped (the original study's reshaped-kernel norm); docs/bounds.md
@@ -24,6 +28,13 @@ class BoundConfig:
     eval_batch_size: Literal["auto"] | int = param("auto", Interval(int, 1, top=10_000_000))
 
     def check(self) -> None:
+        require(0 < len(self.gammas) <= 64, "bound.gammas", list(self.gammas),
+                "must list 1 to 64 margins")
+        require(all(math.isfinite(g) for g in self.gammas), "bound.gammas", list(self.gammas),
+                "every value must be finite")
+        increasing = all(a < b for a, b in zip(self.gammas, self.gammas[1:], strict=False))
+        require(increasing, "bound.gammas", list(self.gammas),
+                "must be strictly increasing (each margin once)")
         require(self.eval_batch_size == "auto" or type(self.eval_batch_size) is int,
                 "bound.eval_batch_size", self.eval_batch_size, "must be auto or an integer")
         check_fields(self, "bound")

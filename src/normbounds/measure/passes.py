@@ -7,7 +7,7 @@ Every value is a sum or a maximum over samples, so none depends on the batch siz
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -35,15 +35,19 @@ class PassResult:
     loss: float = math.nan
     margin_error: float = math.nan
     patch_norms: list[float] = field(default_factory=list)  # b_l, one per layer
+    errors: int = 0  # the count behind `error` (the held-out bound reads it)
+    margin_errors: list[float] = field(default_factory=list)  # at each of `gammas`
 
 
 @torch.inference_mode()
 def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, *,
-              batch_size: int, gamma: float = 1.0, loss: Loss | None = None) -> PassResult:
+              batch_size: int, gamma: float = 1.0, gammas: Sequence[float] = (),
+              loss: Loss | None = None) -> PassResult:
     """One pass of the network's module over x (already `network.inputs`-checked):
-    b_l per layer, and with labels y the 0-1 error, the gamma-margin error and (with
-    `loss`) the mean loss in float64. Call it inside `eval_mode`."""
+    b_l per layer, and with labels y the 0-1 error, the margin error at gamma and at each
+    of `gammas`, and (with `loss`) the mean loss in float64. Call it inside `eval_mode`."""
     n_err = n_margin = 0
+    n_grid = [0] * len(gammas)
     loss_sum = 0.0
     best = [torch.zeros((), device=x.device) for _ in network.specs]
     for start in progress(range(0, len(x), batch_size), desc="data pass", unit="batch",
@@ -56,11 +60,14 @@ def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, 
         yb = y[start:start + batch_size]
         n_err += margin_errors(logits, yb, 0.0).sum().item()
         n_margin += margin_errors(logits, yb, gamma).sum().item()
+        n_grid = [n + margin_errors(logits, yb, g).sum().item()
+                  for n, g in zip(n_grid, gammas, strict=True)]
         if loss is not None:
             loss_sum += loss(logits.double(), yb).item() * len(yb)
     out = PassResult(patch_norms=[b.item() ** 0.5 for b in best])
     if y is not None:
         m = len(x)
-        out.error, out.margin_error = n_err / m, n_margin / m
+        out.error, out.margin_error, out.errors = n_err / m, n_margin / m, n_err
+        out.margin_errors = [n / m for n in n_grid]
         out.loss = loss_sum / m if loss is not None else math.nan
     return out

@@ -21,22 +21,37 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from normbounds.io import write_text  # noqa: E402
-from normbounds.measure.formulas import BOUND_NAMES, FIGURE1, THEOREMS, colour, label, status  # noqa: E402
+from normbounds.measure.formulas import (  # noqa: E402
+    BOUND_NAMES,
+    FIGURE1,
+    HELD_OUT,
+    colour,
+    label,
+    status,
+    statuses_of,
+)
 from normbounds.report.reports import final_rows  # noqa: E402
 
 MEASURED_CURVES = ["train_error", "test_error", "gap"]
 CURVES = [*FIGURE1, *MEASURED_CURVES]  # Figure 1: the paper's five curves, as it drew them
-VALID_CURVES = [*THEOREMS, *MEASURED_CURVES]  # beside it: the theorems only
 DASHES = {"train_error": ":", "test_error": ":", "gap": "-.", "margin_error": "-."}
 NOT_A_THEOREM = (0, (5, 2))  # the dash of a bound whose status is not `theorem`
 
 
-def style(name: str) -> tuple[str, object]:
-    """(colour, line style) of a bound (solid if a theorem, else dashed) or a measured
-    curve, in every figure."""
+def style(name: str, given: dict | None = None) -> tuple[str, object]:
+    """(colour, line style) of a bound (solid if a theorem under the statuses `given`,
+    else dashed) or a measured curve, in every figure."""
     if name in BOUND_NAMES:
-        return colour(name), "-" if status(name) == "theorem" else NOT_A_THEOREM
+        return colour(name), "-" if status(name, given) == "theorem" else NOT_A_THEOREM
     return colour(name), DASHES.get(name, "-")
+
+
+def valid_curves(results: pd.DataFrame) -> list[str]:
+    """figure1_valid's curves: the bounds that are theorems under the results' own
+    statuses, the measured curves, and the held-out bound."""
+    given = statuses_of(results)
+    theorems = [n for n in BOUND_NAMES if status(n, given) == "theorem"]
+    return [*theorems, *MEASURED_CURVES, *([HELD_OUT] if HELD_OUT in results else [])]
 
 
 HIDDEN_NOTE = "▼ on the axis: value ≤ 0, not drawable on a log scale"
@@ -48,15 +63,15 @@ def _panel_grid(depths: list[int], widths: list[int], size: float = 3.4):
     return fig, axes
 
 
-def _curve(ax, group: pd.DataFrame, key: str) -> bool:
+def _curve(ax, group: pd.DataFrame, key: str, given: dict) -> bool:
     """Seed mean with a min-max band on a log2 axis; values <= 0 become markers on the
     x axis. Returns whether any point was hidden."""
-    color, dash = style(key)
+    color, dash = style(key, given)
     stats = group.groupby("epoch")[key].agg(["mean", "min", "max"])
     epochs, mean = stats.index.to_numpy(), stats["mean"].to_numpy()
     drawable = mean > 0
     ax.plot(epochs, np.where(drawable, mean, np.nan), color=color, ls=dash, lw=1.6,
-            label=label(key))
+            label=label(key, given))
     if group["seed"].nunique() > 1:
         low = np.where(stats["min"] > 0, stats["min"], np.nan)
         ax.fill_between(epochs, low, stats["max"], color=color, alpha=0.15, lw=0)
@@ -70,15 +85,17 @@ def figure1(results: pd.DataFrame, png: Path, pdf: Path | None = None,
             curves: list[str] | None = None) -> plt.Figure:
     """One panel per (depth, width), titled CONV-L-H: the bounds, the errors and the gap
     over epochs, y on a log2 scale, one shared legend under the panels. `curves`
-    defaults to the paper's Figure 1 (CURVES); `figure_valid` draws VALID_CURVES."""
+    defaults to the paper's Figure 1 (CURVES); `figure_valid` draws `valid_curves`. Each
+    bound's status (line style, legend) is the one its results carry."""
     curves = CURVES if curves is None else curves
+    given = statuses_of(results)
     depths, widths = sorted(results["depth"].unique()), sorted(results["width"].unique())
     fig, axes = _panel_grid(depths, widths)
     hidden = False
     for (depth, width), group in results.groupby(["depth", "width"]):
         ax = axes[depths.index(depth)][widths.index(width)]
         for key in curves:
-            hidden |= _curve(ax, group, key)
+            hidden |= _curve(ax, group, key, given)
         ax.set_yscale("log", base=2)
         ax.set_title(f"CONV-{depth}-{width}")
         ax.grid(alpha=0.3, which="major")
@@ -98,21 +115,22 @@ def figure1(results: pd.DataFrame, png: Path, pdf: Path | None = None,
 
 
 def figure_valid(results: pd.DataFrame, png: Path) -> plt.Figure:
-    """Figure 1's panels with the bounds that are theorems only (the certificate, margin
-    error + ours_corrected, would hide ours_corrected: it is in the summary table)."""
-    return figure1(results, png, curves=VALID_CURVES)
+    """Figure 1's panels with the bounds that are theorems only and the held-out bound (the
+    certificate, margin error + ours_corrected, would hide ours_corrected: it is in the
+    summary table)."""
+    return figure1(results, png, curves=valid_curves(results))
 
 
 def bounds_vs_width(results: pd.DataFrame, png: Path) -> plt.Figure:
     """Final value of each bound against width, one panel per depth, log scale."""
-    last = final_rows(results)
+    last, given = final_rows(results), statuses_of(results)
     depths = sorted(last["depth"].unique())
     fig, axes = plt.subplots(1, len(depths), squeeze=False, figsize=(4.5 * len(depths), 3.8))
     for ax, depth in zip(axes[0], depths, strict=True):
         sub = last[last["depth"] == depth].groupby("width")[list(BOUND_NAMES)].mean()
         for key in BOUND_NAMES:
-            color, dash = style(key)
-            ax.plot(sub.index, sub[key], "o", ls=dash, color=color, label=label(key))
+            color, dash = style(key, given)
+            ax.plot(sub.index, sub[key], "o", ls=dash, color=color, label=label(key, given))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xticks(sub.index, [str(w) for w in sub.index])
@@ -164,10 +182,11 @@ def layer_norms(results: pd.DataFrame, png: Path) -> plt.Figure:
 DVC_CURVES = [*BOUND_NAMES, "train_error", "test_error", "margin_error"]  # dvc.yaml's plot
 
 
-def vega_template() -> dict:
+def vega_template(given: dict | None = None) -> dict:
     """The DVC plot template of the results: log y axis, one colour per curve from the
-    BOUNDS registry (dashes tell revisions apart in `dvc plots diff`). Values <= 0
-    (a zero train error) cannot sit on a log axis and are left out."""
+    BOUNDS registry, labels with the statuses `given` (dashes tell revisions apart in
+    `dvc plots diff`). Values <= 0 (a zero train error) cannot sit on a log axis and are
+    left out."""
     def anchor(name: str) -> str:
         return f"<DVC_METRIC_{name.upper()}>"
 
@@ -184,15 +203,15 @@ def vega_template() -> dict:
                   "scale": {"type": "log"}},
             "color": {"field": "field", "type": "nominal", "title": None,
                       "scale": {"domain": DVC_CURVES, "range": [colour(n) for n in DVC_CURVES]},
-                      "legend": {"labelExpr": json.dumps({n: label(n) for n in DVC_CURVES})
+                      "legend": {"labelExpr": json.dumps({n: label(n, given) for n in DVC_CURVES})
                                  + "[datum.label]"}},
             "strokeDash": {"field": "rev", "type": "nominal", "title": "revision"},
         },
     }
 
 
-def write_vega_template(path: Path) -> None:
-    write_text(json.dumps(vega_template(), indent=2) + "\n", path)
+def write_vega_template(path: Path, given: dict | None = None) -> None:
+    write_text(json.dumps(vega_template(given), indent=2) + "\n", path)
 
 
 def save(fig: plt.Figure, *paths: Path, dpi: int = 130) -> None:

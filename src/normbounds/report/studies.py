@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from normbounds.config import Config, load_params
-from normbounds.measure.formulas import BOUND_NAMES, label
+from normbounds.measure.formulas import BOUND_NAMES, label, statuses_of
 from normbounds.paths import Paths
 from normbounds.report.plots import plt, save, style
 from normbounds.report.reports import final_rows, load_results
@@ -27,7 +27,7 @@ def load_study(root: Path, cfg: Config) -> pd.DataFrame:
     for variant in cfg.variants:
         vcfg = load_params(Paths(root).params, variant)
         frame = load_results(Paths(root, variant), vcfg.entries())
-        frames.append(frame.assign(variant=variant, label_noise=vcfg.data.label_noise,
+        frames.append(frame.copy().assign(variant=variant, label_noise=vcfg.data.label_noise,
                                    family=vcfg.model.family, kernel=vcfg.model.kernel_size,
                                    stride=vcfg.model.stride))
     return pd.concat(frames, ignore_index=True)
@@ -47,13 +47,14 @@ def _numbers(table: pd.DataFrame) -> dict:
 
 def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
     """Each bound at the end of training per architecture (log scale); errors beside."""
+    given = statuses_of(results)  # each bound's status, as its results carry it
     table = _final_means(results, "variant")
     fig, (ax_b, ax_e) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[2, 1])
     x, step = np.arange(len(table)), 0.8 / len(BOUND_NAMES)
     for i, name in enumerate(BOUND_NAMES):
-        color, dash = style(name)  # a bound that is not a theorem: hatched
+        color, dash = style(name, given)  # a bound that is not a theorem: hatched
         ax_b.bar(x + (i - (len(BOUND_NAMES) - 1) / 2) * step, table[name], step, color=color,
-                 hatch=None if dash == "-" else "//", edgecolor="white", label=label(name))
+                 hatch=None if dash == "-" else "//", edgecolor="white", label=label(name, given))
     ax_b.set(yscale="log", xticks=x, xticklabels=table.index, ylabel="bound at the last epoch",
              title="Bounds by architecture, sparse (left) to dense (right)")
     ax_b.legend(fontsize=8)
@@ -67,6 +68,7 @@ def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
 
 def depth_figure(results: pd.DataFrame, png: Path) -> dict:
     """Each bound against depth L (log scale) with its fitted growth factor per layer."""
+    given = statuses_of(results)  # each bound's status, as its results carry it
     table = _final_means(results, "depth").sort_index()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     out = {"by_depth": _numbers(table), "growth_per_layer": {}}
@@ -74,9 +76,9 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
         values = table[name].to_numpy()
         factor = float(np.exp(_log_slope(table.index.to_numpy(), values)))  # per layer
         out["growth_per_layer"][name] = factor
-        color, dash = style(name)
+        color, dash = style(name, given)
         ax.plot(table.index, np.where(values > 0, values, np.nan), "o", ls=dash, color=color,
-                label=f"{label(name)} (x{factor:.3g} per layer)")
+                label=f"{label(name, given)} (x{factor:.3g} per layer)")
     ax.set(yscale="log", xlabel="depth L (conv layers)", ylabel="value at the last epoch",
            title="Bounds against depth")
     ax.legend(fontsize=8)
@@ -94,6 +96,7 @@ def _log_slope(x: np.ndarray, y: np.ndarray) -> float:
 
 def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     """Each bound and the real gap against m on log-log axes, fitted slope per curve."""
+    given = statuses_of(results)  # each bound's status, as its results carry it
     last = final_rows(results)
     table = last.groupby("m")[[*BOUND_NAMES, "gap", "train_error", "test_error"]].mean()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -102,9 +105,9 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     for name in [*BOUND_NAMES, "gap"]:
         values = table[name].to_numpy()
         out["slope"][name] = slope = _log_slope(np.log(m), values)  # log-log
-        color, dash = style(name)
+        color, dash = style(name, given)
         ax.plot(m, np.where(values > 0, values, np.nan), "o", ls=dash, color=color,
-                label=f"{label(name)} (slope {slope:.2f})")
+                label=f"{label(name, given)} (slope {slope:.2f})")
     ax.set(xscale="log", yscale="log", xlabel="training-set size m",
            ylabel="value at the last epoch", title="Bounds and gap against sample size")
     ax.legend(fontsize=8)
@@ -115,14 +118,15 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
 def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
     """Per noise level: our bound (as printed and corrected), train and test error over
     training."""
+    given = statuses_of(results)  # each bound's status, as its results carry it
     levels = sorted(results["label_noise"].unique())
     fig, axes = plt.subplots(1, len(levels), figsize=(4 * len(levels), 3.8), squeeze=False,
                              sharey=True)
     for ax, level in zip(axes[0], levels, strict=True):
         group = results[results["label_noise"] == level].groupby("epoch")
         for name in ("ours", "ours_corrected", "train_error", "test_error"):
-            color, dash = style(name)
-            ax.plot(group[name].mean(), color=color, ls=dash, label=label(name))
+            color, dash = style(name, given)
+            ax.plot(group[name].mean(), color=color, ls=dash, label=label(name, given))
         ax.set(yscale="log", xlabel="epoch", title=f"{level:.0%} of the labels random")
     axes[0][0].set_ylabel("value")
     axes[0][0].legend(fontsize=8)

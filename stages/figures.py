@@ -3,7 +3,7 @@ bounds vs width, layer norms, summary, the DVC plot template."""
 
 from normbounds.measure.formulas import statuses_of
 from normbounds.report import plots
-from normbounds.report.reports import load_results, summary, write_summary
+from normbounds.report.reports import load_results, profile_words, summary, write_summary
 from normbounds.runtime import run_stage, stage_args, stage_config
 
 
@@ -17,7 +17,8 @@ def main() -> None:
     plots.layer_norms(results, paths.layer_norms)
     plots.write_vega_template(paths.vega_template, statuses_of(results))
     table = summary(results)
-    write_summary(table, paths.summary_csv, paths.summary_md, paths.finding_md)
+    write_summary(table, paths.summary_csv, paths.summary_md, paths.finding_md,
+                  profile_words(cfg))
     print(paths.summary_md.read_text(), end="")
 
 

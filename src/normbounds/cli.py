@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import importlib.metadata
 import inspect
 import io
 import typing
@@ -22,14 +24,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from normbounds import checkpoints
+from normbounds import checkpoints, review
 from normbounds.config import BaseConfig, DataConfig
 from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import InputError
 from normbounds.io import load_torch, write_json, write_text
 from normbounds.measure.assessment import assess, finite_or_none
-from normbounds.measure.formulas import status, statuses_of
+from normbounds.measure.formulas import HELD_OUT, STATUS_MEANINGS, status, statuses_of
 from normbounds.measure.network import read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.models import load_factory
@@ -102,13 +104,16 @@ def _batch(text: str) -> int | str:
     return int(text)
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and every option's default."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="normbounds", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("bounds", help="every bound and ingredient for a model",
-                         description=__doc__,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+                         description=__doc__, formatter_class=_Help)
     cmd.add_argument("model", metavar="MODEL", help="checkpoint, TorchScript file, or"
                      " package.module:function (with --weights)")
     cmd.add_argument("--data", required=True, metavar="DATA",
@@ -125,23 +130,72 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="G", help="the certificate's margins, fixed in advance")
     cmd.add_argument("--delta", type=float, default=defaults.delta, help="the confidence")
     cmd.add_argument("--lipschitz", default=defaults.lipschitz,
-                     choices=typing.get_args(typing.get_type_hints(BoundConfig)["lipschitz"]))
+                     choices=typing.get_args(typing.get_type_hints(BoundConfig)["lipschitz"]),
+                     help="the sigma_l of graf, ledent and long_sedghi: certified (an upper"
+                     " bound), estimate (from below; those bounds become estimates), reshaped")
     cmd.add_argument("--batch-size", type=_batch, default=defaults.eval_batch_size,
                      help="batch of the data passes: auto (sized by the device) or a number")
-    cmd.add_argument("--threads", type=int, default=BaseConfig().threads)
-    cmd.add_argument("--out", help="also write every value to this .json or .csv file")
+    cmd.add_argument("--threads", type=int, default=BaseConfig().threads,
+                     help="torch's CPU threads")
+    cmd.add_argument("--out", help="also write every value, the options, the version and the"
+                     " data's digest to this .json or .csv file")
+    rev = sub.add_parser("review", help="what an experiment changed: params and headline"
+                         " metrics side by side, within 160 columns", formatter_class=_Help,
+                         description=review.__doc__)
+    rev.add_argument("--rev", default="HEAD", help="the revision to compare the workspace with")
+    rev.add_argument("--entries", nargs="+", metavar="ENTRY",
+                     help="only these entries (e.g. 3-8-0); default: all")
     return parser
 
 
+BOOLEAN = ("non_vacuous", "lanczos_converged_l")  # 0/1 columns, printed as no/yes
+
+
+def _cell(key: str, value: object) -> str:
+    if key.startswith(BOOLEAN):
+        return "yes" if value else "no"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def _table(row: dict) -> str:
-    """Markdown: every value of the row beside the status of the bound it is."""
+    """Markdown: every value of the row beside the status of the bound it is (no empty
+    rows: `notes` only when there is one; statuses in their column, not as rows)."""
     given = statuses_of(row)
-    cells = [(k, f"{v:.6g}" if isinstance(v, float) else str(v), status(k, given))
-             for k, v in row.items() if not k.startswith("status_")]
+    cells = [(k, _cell(k, v), status(k, given)) for k, v in row.items()
+             if not k.startswith("status_") and v != ""]
     widths = [max(len(c[i]) for c in [("", "value", "status"), *cells]) for i in range(3)]
     lines = [("", "value", "status"), tuple("-" * w for w in widths), *cells]
     return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
                      + " |" for line in lines)
+
+
+def _header(row: dict, params: BoundConfig) -> str:
+    """One line: the certificate, its formula with gamma and delta, and the verdict."""
+    grid = ", ".join(f"{g:g}" for g in params.gammas)
+    verdict = "< 1: non-vacuous" if row["non_vacuous"] else ">= 1: vacuous"
+    line = (f"certificate = min over gamma in {{{grid}}} of margin error (gamma) +"
+            f" ours_corrected (gamma, delta / {len(params.gammas)}) = {row['certificate']:.4g}"
+            f" at gamma = {row['certificate_gamma']:g} {verdict} (delta = {params.delta:g},"
+            f" lipschitz = {params.lipschitz})")
+    if HELD_OUT in row:
+        line += f"; the test set alone bounds the error by {row[HELD_OUT]:.4g}"
+    return line
+
+
+def _footer(row: dict) -> str:
+    """What each status in the table means, one line each."""
+    used = dict.fromkeys(status(k, statuses_of(row)) for k in row)
+    return "\n".join(f"{s}: {STATUS_MEANINGS[s]}" for s in used if s)
+
+
+def _metadata(params: BoundConfig, data: Split) -> dict:
+    """What a saved row needs to be read later: the options, the version, the data's digest."""
+    digest = hashlib.sha256(data.x.contiguous().numpy().tobytes())
+    digest.update(data.y.contiguous().numpy().tobytes())
+    return {"normbounds_version": importlib.metadata.version("normbounds"),
+            "gamma": params.gamma, "gammas": " ".join(f"{g:g}" for g in params.gammas),
+            "delta": params.delta, "lipschitz": params.lipschitz,
+            "data_sha256": digest.hexdigest()}
 
 
 def _write_row(row: dict, out: Path) -> None:
@@ -157,6 +211,10 @@ def _write_row(row: dict, out: Path) -> None:
 
 def run(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
+    if args.command == "review":
+        text = review.review(args.rev, args.entries)
+        print(text, end="")
+        return {"review": text}
     if args.out is not None and Path(args.out).suffix not in (".json", ".csv"):
         raise InputError(f"--out {args.out}: must end in .json or .csv")
     params = BoundConfig(gamma=args.gamma, gammas=tuple(args.gammas), delta=args.delta,
@@ -172,9 +230,9 @@ def run(argv: list[str] | None = None) -> dict:
         held = read_data(args.test, args.root, "test")
         test = (network.inputs(held.x, "--test"), held.y)
     row = assess(model, x, data.y, test=test, params=params, network=network)
-    print(_table(row))
+    print(_header(row, params), _table(row), _footer(row), sep="\n\n")
     if args.out is not None:
-        _write_row(row, Path(args.out))
+        _write_row(_metadata(params, data) | row, Path(args.out))
     return row
 
 

@@ -277,8 +277,11 @@ def parse_params(raw: Any, variant: str | None = None) -> Config:
     return dataclasses.replace(cfg, variants=tuple(variants))
 
 
-def load_params(path: str | Path = "params.yaml", variant: str | None = None) -> Config:
-    """Read, validate and freeze params.yaml. The one place that opens it."""
+def load_params(path: str | Path = "params.yaml", variant: str | None = None, *,
+                warn: bool = False) -> Config:
+    """Read, validate and freeze params.yaml. The one place that opens it. warn: print the
+    warnings about valid but suspicious values (the check stage does, once per change of
+    the params; every other stage reads them silently)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found (run from the pipeline's folder)")
@@ -290,7 +293,7 @@ def load_params(path: str | Path = "params.yaml", variant: str | None = None) ->
                           " model, grid, train, bound (see the repository's params.yaml)")
     cfg = parse_params(raw, variant)
     late = [m for m in cfg.train.milestones if m > cfg.train.epochs]
-    if late:
+    if late and warn:
         print(f"warning: {path}: train.milestones {late} lie after train.epochs ="
               f" {cfg.train.epochs}; those learning-rate decays never happen", file=sys.stderr)
     return cfg

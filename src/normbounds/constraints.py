@@ -108,7 +108,8 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
             return value
         return coerce(value, inner[-1], key)
     if origin is tuple:
-        require(isinstance(value, list), key, value, f"must be a list of {args[0].__name__}")
+        require(isinstance(value, (list, tuple)), key, value,
+                f"must be a list of {args[0].__name__}")
         return tuple(coerce(v, args[0], key) for v in value)
     if hint is bool:
         require(isinstance(value, bool), key, value, "must be true or false")

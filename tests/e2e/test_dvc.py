@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from normbounds.measure.certificates import grid_key, margin_key
 from normbounds.measure.options import BoundConfig
 from normbounds.paths import Paths
 
-from pipeline_helpers import dvc, git, tiny_params
+from pipeline_helpers import dvc, git, own_code, subprocess_env, tiny_params
 
 LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "lanczos_converged",
               "l21", "a", "b"]
@@ -120,6 +122,14 @@ def test_a_fresh_clone_rewrites_no_lock_line_and_comes_back_from_an_experiment(
     out = dvc(clone, "exp", "run", "-S", "train.lr=0.02").stdout
     assert "Running stage 'train@2-2-0'" in out
     assert all(p.read_bytes() != b for p, b in baseline.items())  # another config
+    # the review screen (docs/pipeline.md): the one changed param, the moved metrics, 160 wide
+    shown = subprocess.run([sys.executable, "-c", "from normbounds.cli import main; main()",
+                            "review"], cwd=clone, env=subprocess_env(**own_code(clone)),
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    print("\n".join(shown))  # the screen itself, in the test's log
+    assert shown[0] == "changed params: train.lr 0.01 -> 0.02"
+    assert shown[1].split() == ["|", "metric", "|", "2-2-0", "|", "2-3-0", "|"]
+    assert max(len(line) for line in shown) <= 160 and "| ours " in "\n".join(shown)
     git(clone, "checkout", "--", ".")  # the documented way back: docs/pipeline.md
     dvc(clone, "checkout")
     assert {p: p.read_bytes() for p in sorted(clone.glob("checkpoints/*/*.pt"))} == baseline

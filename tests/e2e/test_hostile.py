@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from normbounds import io as nio
+from normbounds.config import load_params
 
 from pipeline_helpers import (
     TRAINED_PARAMS,
@@ -303,6 +304,13 @@ def test_milestones_after_the_last_epoch_warn(repo, monkeypatch, capsys):
         write_params(repo, PARAMS)
     assert code == 0
     assert "warning: params.yaml: train.milestones [9] lie after train.epochs = 3" in err
+    # every other stage reads the same params without repeating it
+    write_params(repo, tiny_params(train={"epochs": 3, "milestones": [2, 9]}))
+    try:
+        assert load_params(repo / "params.yaml").train.epochs == 3
+    finally:
+        write_params(repo, PARAMS)
+    assert "lie after" not in capsys.readouterr().err
 
 
 def test_atomic_writes_get_the_umask_permissions(tmp_path, monkeypatch):

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import pytest
 import torch
 from torch import nn
 
 from normbounds import cli
-from normbounds.errors import DatasetError, InputError, NormboundsError
+from normbounds.errors import (
+    DatasetError,
+    InputError,
+    MissingDependencyError,
+    NormboundsError,
+    needs,
+)
 from normbounds.measure import bounds
 from normbounds.measure.assessment import assess
 from normbounds.measure.options import BoundConfig
@@ -31,8 +38,11 @@ def test_a_float64_model_reads_float32_inputs_as_float64():
 
 
 @pytest.mark.parametrize(("x", "message"), [
-    (torch.rand(5, 8, 8), "train_x: expected float images (N, c, n, n), got (5, 8, 8)"),
-    ([[0.0]], "train_x: expected float images (N, c, n, n), got list"),
+    (torch.rand(5, 8, 8), "train_x: expected a batch of images of shape (N, c, n, n), N images"
+                          " of c channels and n x n pixels; got shape (5, 8, 8) (one channel?"
+                          " add its axis: x.unsqueeze(1))"),
+    ([[0.0]], "train_x: expected a batch of images of shape (N, c, n, n), N images of c"
+              " channels and n x n pixels; got list"),
     (torch.rand(0, 1, 8, 8), "train_x: expected float images of shape (N, 1, 8, 8) with N >= 1,"
                              " got (0, 1, 8, 8) torch.float32"),
     (torch.ones(4, 1, 8, 8, dtype=torch.int64), "train_x: expected float images of shape"
@@ -44,6 +54,53 @@ def test_bad_training_inputs_are_named(x, message):
     with pytest.raises(InputError) as err:
         bounds.compute(_model(), x)
     assert str(err.value) == message
+
+
+def test_assess_names_a_missing_channel_axis_before_tracing_the_model():
+    x = torch.rand(6, 8, 8)
+    with pytest.raises(InputError) as err:
+        assess(_model(), x, torch.arange(6) % 4)
+    assert str(err.value).endswith("got shape (6, 8, 8) (one channel? add its axis:"
+                                   " x.unsqueeze(1))")
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    (BoundConfig(gamma=0.0), "params: gamma = 0.0 is invalid: must be > 0"),
+    ({"gamma": 0.0}, "params: gamma = 0.0 is invalid: must be > 0"),
+    ({"delta": 1.5}, "params: delta = 1.5 is invalid: must be in (0, 1)"),
+    ({"gama": 2.0}, "params: unknown key 'bound.gama' in bound; allowed keys: gamma, gammas,"
+                    " delta, lipschitz, reference, lanczos_tol, lanczos_max_steps,"
+                    " eval_batch_size"),
+    ({"lipschitz": "upper"}, "params: lipschitz = 'upper' is invalid: must be one of"
+                             " certified, estimate, reshaped"),
+    ("gamma=2", "params: expected a BoundConfig or a mapping of its keys, got str"),
+])
+def test_bad_options_are_named_as_params_yaml_names_them(params, message):
+    x = torch.rand(6, 1, 8, 8)
+    for call in (lambda: bounds.compute(_model(), x, params=params),
+                 lambda: assess(_model(), x, torch.arange(6) % 4, params=params)):
+        with pytest.raises(InputError) as err:
+            call()
+        assert str(err.value) == message
+
+
+def test_a_mapping_of_options_is_the_same_as_a_bound_config():
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    mapped = bounds.compute(_model(), x, params={"gamma": 2.0, "gammas": [1.0, 2.0]})
+    assert mapped == bounds.compute(_model(), x, params=BoundConfig(gamma=2.0, gammas=(1.0, 2.0)))
+
+
+def test_raw_pixels_are_warned_about_not_refused():
+    x = torch.randint(0, 256, (6, 1, 8, 8), generator=torch.Generator().manual_seed(4)).float()
+    with pytest.warns(UserWarning) as caught:
+        bounds.compute(_model(), x)
+    assert [str(w.message) for w in caught] == [
+        f"train_x: whole numbers from 0 to {x.max().item():g}, like raw 0-255 pixels; every"
+        " bound grows with the input norm, so pass the inputs exactly as the model saw them in"
+        " training (x / 255 for pixels in [0, 1])"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scaled inputs: no warning
+        bounds.compute(_model(), x / 255)
 
 
 def test_missing_statistics_and_patch_norms_are_named():
@@ -117,3 +174,17 @@ def test_assess_gives_the_errors_and_the_certificate_with_test_labels_checked():
     assert "train_loss" not in row  # no loss given: no loss column
     with pytest.raises(InputError, match=r"^test_y: expected 6 integer class labels"):
         assess(_model(), x, y, test=(x, y.float()))
+
+
+@pytest.mark.parametrize(("module", "message"), [
+    ("PIL.nosuchmodule", "reading an image folder needs the package 'PIL', which is not"
+                         " installed: pip install 'normbounds[images]' (or `make setup` in the"
+                         " checkout)"),
+    ("nosuchpackage.sub", "reading an image folder needs the package 'nosuchpackage', which is"
+                          " not installed: pip install 'normbounds[pipeline]' (or `make setup`"
+                          " in the checkout)"),
+])
+def test_a_missing_package_names_the_extra_that_brings_it(module, message):
+    with pytest.raises(MissingDependencyError) as err:
+        needs(module, "reading an image folder")
+    assert str(err.value) == message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -74,9 +75,25 @@ def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, 
     assert saved["ours"] == row["ours"] and saved["certificate"] == row["certificate"]
     gammas = BoundConfig().gammas  # the certificate: the best of the default grid
     assert row["certificate"] == min(row[margin_key(g)] + row[grid_key(g)] for g in gammas)
+    out = capsys.readouterr().out
+    header, table, footer = out.strip().split("\n\n")
+    assert header == (
+        "certificate = min over gamma in {0.0625, 0.125, 0.25, 0.5, 1, 2, 4, 8} of margin error"
+        f" (gamma) + ours_corrected (gamma, delta / 8) = {row['certificate']:.4g} at gamma ="
+        f" {row['certificate_gamma']:g} >= 1: vacuous (delta = 0.001, lipschitz = certified)")
+    assert footer.splitlines() == [f"{s}: {formulas.STATUS_MEANINGS[s]}" for s in (
+        "printed", "theorem", "proxy", "fixed-class")]  # the statuses in the table, in order
+    cells = {line.split("|")[1].strip(): line.split("|")[2].strip()
+             for line in table.splitlines()[2:]}
+    assert cells["non_vacuous"] == "no" and "notes" not in cells  # no empty row
+    # the saved file carries what it takes to read it later
+    assert saved["normbounds_version"] == importlib.metadata.version("normbounds")
+    assert (saved["gamma"], saved["delta"], saved["lipschitz"]) == (1.0, 0.001, "certified")
+    assert saved["gammas"] == "0.0625 0.125 0.25 0.5 1 2 4 8"
+    assert len(saved["data_sha256"]) == 64 and saved["status_graf"] == "theorem"
     # the printed table names every bound's status beside its value
     lines = {line.split("|")[1].strip(): line.split("|")[3].strip()
-             for line in capsys.readouterr().out.splitlines()[2:]}
+             for line in table.splitlines()[2:]}
     assert {name: lines[name] for name in formulas.BOUND_NAMES} == {
         "ours": "printed", "ours_corrected": "theorem", "golowich": "printed",
         "golowich_corrected": "theorem", "long_sedghi": "proxy", "graf": "theorem",
@@ -91,8 +108,14 @@ def test_cli_statuses_follow_lipschitz_and_test_data_give_the_held_out_bound(use
     torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
     row = cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data",
                    "data.pt", "--test", "data.pt", "--lipschitz", "estimate", "--gammas", "1"])
+    out = capsys.readouterr().out
     lines = {line.split("|")[1].strip(): line.split("|")[3].strip()
-             for line in capsys.readouterr().out.splitlines()[2:]}
+             for line in out.splitlines()[4:] if line.startswith("| ")}
+    assert out.splitlines()[0].endswith(
+        f"(delta = 0.001, lipschitz = estimate); the test set alone bounds the error by"
+        f" {row['held_out']:.4g}")
+    assert "estimate: a theorem's formula with a Lipschitz constant estimated from below: NOT" \
+        " a bound" in out.splitlines()
     assert {name: lines[name] for name in ("ours_corrected", "graf", "ledent", "held_out")} \
         == {"ours_corrected": "theorem", "graf": "estimate", "ledent": "estimate",
             "held_out": "theorem (held-out)"}
@@ -111,7 +134,8 @@ def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path
     api = bounds.compute(model, x)
     for key in (*formulas.BOUND_NAMES, "data_p", "b_l1"):
         assert row[key] == pytest.approx(api[key], rel=1e-12), key
-    assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith("train_error,")
+    assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith(
+        "normbounds_version,gamma,gammas,delta,lipschitz,data_sha256,train_error,")
 
 
 @pytest.mark.slow  # fresh Pythons
@@ -119,8 +143,12 @@ def test_console_script_errors_are_one_line(user_files, tmp_path):
     _, x, _ = user_files
     torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
     script = Path(sys.executable).with_name("normbounds")
-    assert "MODEL" in subprocess.run([script, "bounds", "--help"], capture_output=True,
-                                     text=True, check=True).stdout
+    shown = subprocess.run([script, "bounds", "--help"], capture_output=True, text=True,
+                           check=True).stdout
+    assert "MODEL" in shown
+    for default in ("(default: 1.0)", "(default: 0.001)", "(default: certified)",
+                    "(default: auto)", "(default: [0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])"):
+        assert default in " ".join(shown.split()), default
     run = subprocess.run([script, "bounds", "nosuch.models:build", "--data", "data.pt"],
                          capture_output=True, text=True)
     assert run.returncode == 1

@@ -105,6 +105,7 @@ def _by_hand(rho: float, first: float, m: int, delta: float = 0.001) -> float:
     return (rho + 1) * first / m + 3 * math.sqrt(math.log(2 * (rho + 2) ** 2 / delta) / (2 * m))
 
 
+@pytest.mark.filterwarnings("ignore:train_x. whole numbers")  # pixels of value 100, on purpose
 @pytest.mark.parametrize(("kernel", "bias", "side", "m", "value", "scale"), [
     (1, False, 64, 3000, 1.0, 1.0),  # the example
     (2, False, 92, 8000, 1.0, 1.0),  # pred = deg = 4

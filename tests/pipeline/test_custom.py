@@ -45,8 +45,8 @@ def test_an_unsupported_custom_network_is_refused_before_training(tmp_path, monk
     # the prepare stage refuses it (support.py), so no train stage starts
     with pytest.raises(UnsupportedLayerError) as err:
         refuse_unreadable(cfg, {"input_shape": [1, 28, 28], "num_classes": 10})
-    assert "1 (MaxPool2d): max pooling" in str(err.value)
-    assert "2 (Tanh): a nonlinearity other than ReLU" in str(err.value)
+    assert "max pooling (1 place: 1 (MaxPool2d)) - use AvgPool2d instead" in str(err.value)
+    assert "a nonlinearity other than ReLU (1 place: 2 (Tanh)) - use ReLU" in str(err.value)
 
 
 def _train(cfg, root: Path) -> None:

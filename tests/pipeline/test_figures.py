@@ -99,11 +99,11 @@ def test_summary_matches_the_last_rows(results):
 
 
 def test_the_finding_states_this_runs_numbers(results):
-    text = finding_markdown(summary(results))
+    text = finding_markdown(summary(results), "mnist5k, 3 epochs, mse loss")
     # means over seeds: ours 3 and 6, ours_corrected 12 and 24 (4x), certificates
     # 0.2 + 12 and 0.2 + 24; golowich_corrected / ours_corrected = 200, graf / it = 25
-    assert "On the default run (CONV-2-4, CONV-2-8) the printed formula (`ours`) is 3 to 6;" \
-        in text
+    assert "On this run (mnist5k, 3 epochs, mse loss: CONV-2-4, CONV-2-8) the printed formula" \
+        " (`ours`) is 3 to 6;" in text
     assert "(`ours_corrected`) is 12 to 24, 4 times larger, so the certificate" in text
     assert "over the margins of bound.gammas) is 12.2 to 24.2: vacuous, where the test set" \
         " alone bounds the error by 0.15 (the held-out bound)." in text
@@ -128,3 +128,18 @@ def test_statuses_the_results_carry_drive_the_legends_the_lines_and_the_summary(
     # entries evaluated under different options say so
     mixed = results.assign(status_graf=["theorem", "estimate"] * (len(results) // 2))
     assert formulas.statuses_of(mixed)["graf"] == "mixed: estimate/theorem"
+
+
+@pytest.mark.parametrize("widths", [(4,), (2, 3, 4, 5, 6)])
+def test_figure1_legends_lie_inside_the_canvas_for_one_entry_and_for_five(tmp_path, results,
+                                                                            widths):
+    one = results[results["width"] == 4].copy()
+    frames = [one.assign(width=w) for w in widths]
+    for fig in (plots.figure1(pd.concat(frames), tmp_path / "f.png"),
+                plots.figure_valid(pd.concat(frames), tmp_path / "v.png")):
+        fig.canvas.draw()
+        box, canvas = fig.legends[0].get_window_extent(), fig.bbox
+        assert canvas.x0 <= box.x0 and box.x1 <= canvas.x1, (box, canvas)
+        assert canvas.y0 <= box.y0 and box.y1 <= canvas.y1, (box, canvas)
+        panels = min(ax.get_position().y0 for ax in fig.axes) * canvas.height
+        assert box.y1 <= panels + 1  # the legend sits under the panels, not over them

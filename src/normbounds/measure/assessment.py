@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -17,15 +18,15 @@ from torch import nn
 from normbounds.measure.bounds import compute
 from normbounds.measure.certificates import certificate, held_out_bound, margin_key
 from normbounds.measure.formulas import HELD_OUT, HELD_OUT_STATUS, status_column
-from normbounds.measure.network import Network, eval_mode, read_network
-from normbounds.measure.options import BoundConfig
+from normbounds.measure.network import Network, eval_mode, image_shape, read_network
+from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import Loss, data_pass
 from normbounds.measure.statistics import data_statistics
 
 
 def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
            test: tuple[torch.Tensor, torch.Tensor] | None = None,
-           params: BoundConfig | None = None, stats: dict | None = None,
+           params: BoundConfig | Mapping | None = None, stats: dict | None = None,
            loss: Loss | None = None, reference: nn.Module | None = None,
            reference_independent: bool = False, network: Network | None = None,
            timings: dict | None = None) -> dict[str, float | str]:
@@ -37,8 +38,8 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
     the data passes and in the bounds, accumulated. With `test`, the row has the
     held-out bound of the test error beside the certificate (certificates.py).
     """
-    bc = params or BoundConfig()
-    network = network or read_network(model, tuple(train_x.shape[1:]))
+    bc = bound_config(params)
+    network = network or read_network(model, image_shape(train_x))
     x = network.inputs(train_x)  # checked, in the model's dtype
     y = network.labels(train_y, len(x))
     t0 = time.perf_counter()

@@ -8,6 +8,7 @@ dict. The formulas themselves live in formulas.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -30,8 +31,8 @@ from normbounds.measure.lipschitz import (
     spectral_norm,
 )
 from normbounds.measure.logspace import exp, log
-from normbounds.measure.network import Network, describe, eval_mode, read_network
-from normbounds.measure.options import BoundConfig
+from normbounds.measure.network import Network, describe, eval_mode, image_shape, read_network
+from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import data_pass
 from normbounds.measure.statistics import data_statistics
 
@@ -106,10 +107,7 @@ STATS_KEYS = ("m", "P", "S", "input_shape")  # what the bounds read (X is report
 def _input_shape(train_x: object, stats: dict | None) -> tuple[int, ...]:
     """The model's input shape (c, n, n), from train_x or from stats."""
     if train_x is not None:
-        if not torch.is_tensor(train_x) or train_x.dim() != 4:
-            shape = tuple(train_x.shape) if torch.is_tensor(train_x) else type(train_x).__name__
-            raise InputError(f"train_x: expected float images (N, c, n, n), got {shape}")
-        return tuple(train_x.shape[1:])
+        return image_shape(train_x)
     missing = [k for k in STATS_KEYS if k not in stats]
     if missing:
         raise InputError(f"stats: missing {missing}; pass m, P, S and input_shape as the"
@@ -156,7 +154,7 @@ def _per_layer(specs: list[LayerSpec], **columns: list) -> dict[str, float]:
 
 
 def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
-            num_classes: int | None = None, params: BoundConfig | None = None,
+            num_classes: int | None = None, params: BoundConfig | Mapping | None = None,
             stats: dict | None = None, patch_norms: list[float] | None = None,
             reference: nn.Module | None = None, reference_independent: bool = False,
             network: Network | None = None) -> dict[str, float | str]:
@@ -176,7 +174,7 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     each bound's status under these options; `ours_corrected_gamma<g>` the certificate's
     grid (certificates.py).
     """
-    bc = params or BoundConfig()
+    bc = bound_config(params)
     network, stats, patch_norms, n_classes = _inputs(model, train_x, num_classes, bc, stats,
                                                      patch_norms, network)
     specs = network.specs

@@ -33,8 +33,19 @@ from dataclasses import dataclass
 from normbounds.measure.logspace import LOG2, exp, log_plus, scale_term
 from normbounds.measure.prior_bounds import graf, ledent, long_sedghi
 
-STATUSES: tuple[str, ...] = ("theorem", "printed", "fixed-class", "proxy", "estimate",
-                              "conditional")
+# each status in one line: the CLI's footer, and what every legend suffix means
+STATUS_MEANINGS: dict[str, str] = {
+    "theorem": "holds with probability >= 1 - delta for this network, as computed",
+    "printed": "the paper's formula as printed; its theorem is false, so NOT a bound",
+    "fixed-class": "a theorem for constraints fixed in advance, evaluated at this network's"
+                   " own values",
+    "proxy": "NOT a bound: an unknown constant set to 1",
+    "estimate": "a theorem's formula with a Lipschitz constant estimated from below: NOT a"
+                " bound",
+    "conditional": "a theorem only if the reference weights were chosen without the"
+                   " training data",
+}
+STATUSES: tuple[str, ...] = tuple(STATUS_MEANINGS)
 
 
 def complexity_factor(depth_d: int, log_count: float) -> float:
@@ -212,6 +223,8 @@ FIGURE1: tuple[str, ...] = tuple(b.name for b in BOUNDS if b.figure1)
 CERTIFYING = "ours_corrected"  # the certificate: margin error + this theorem
 HELD_OUT = "held_out"  # the test-set bound beside it (certificates.held_out_bound)
 HELD_OUT_STATUS = "theorem (held-out)"
+STATUS_MEANINGS[HELD_OUT_STATUS] = ("holds with probability >= 1 - delta: the test points were"
+                                    " never seen in training")
 
 # The measured curves drawn beside the bounds: name -> (label, colour).
 MEASURED: dict[str, tuple[str, str]] = {

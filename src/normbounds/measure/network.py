@@ -11,6 +11,7 @@ and `Network.forward_with_patch_norms` gives the logits with each layer's larges
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +75,17 @@ def layer_input(inp: torch.Tensor, spec: LayerSpec, augmented: bool) -> torch.Te
     return inp
 
 
+def _warn_if_raw_pixels(x: torch.Tensor, name: str) -> None:
+    """A warning (not an error: a model may be trained on 0-255) when x looks like raw
+    pixels, whole numbers from 0 up to more than 1: every bound grows with the input norm."""
+    top = float(x.max())
+    if top > 1.5 and float(x.min()) >= 0 and bool((x == x.round()).all()):
+        warnings.warn(f"{name}: whole numbers from 0 to {top:g}, like raw 0-255 pixels; every"
+                      " bound grows with the input norm, so pass the inputs exactly as the"
+                      " model saw them in training (x / 255 for pixels in [0, 1])",
+                      UserWarning, stacklevel=4)
+
+
 class PatchNorm(nn.Module):
     """Ledent's b_l^2 over a batch: the largest squared norm of an input patch of one
     layer (0-dim). Put into the traced graph right where the layer's input is made,
@@ -111,6 +123,7 @@ class Network:
                              f" N >= 1, got {shape}{dtype}")
         if not x.isfinite().all():
             raise InputError(f"{name}: holds nan or inf; pass finite images")
+        _warn_if_raw_pixels(x, name)
         return x.to(device=self.specs[0].weight.device, dtype=self.dtype)
 
     def labels(self, y: object, n: int, name: str = "train_y") -> torch.Tensor:
@@ -202,6 +215,18 @@ def read_network(model: nn.Module, in_shape: tuple[int, ...]) -> Network:
     param = None if script else next(model.parameters(), None)
     dtype = torch.float64 if script else param.dtype if param is not None else torch.float32
     return Network(specs, augment, tuple(in_shape), layers[-1].weight.shape[0], module, dtype)
+
+
+def image_shape(x: object, name: str = "train_x") -> tuple[int, ...]:
+    """(c, n, n) of a batch of images x (N, c, n, n): anything else is one InputError that
+    says the expected shape in words (checked before a model is traced on it)."""
+    if torch.is_tensor(x) and x.dim() == 4:
+        return tuple(x.shape[1:])
+    got = f"shape {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+    hint = (" (one channel? add its axis: x.unsqueeze(1))"
+            if torch.is_tensor(x) and x.dim() == 3 else "")
+    raise InputError(f"{name}: expected a batch of images of shape (N, c, n, n), N images of"
+                     f" c channels and n x n pixels; got {got}{hint}")
 
 
 @contextmanager

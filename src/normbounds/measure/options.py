@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from normbounds.constraints import Interval, check_fields, param, require
+from normbounds.constraints import Interval, build, check_fields, param, require
+from normbounds.errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,22 @@ class BoundConfig:
         require(self.eval_batch_size == "auto" or type(self.eval_batch_size) is int,
                 "bound.eval_batch_size", self.eval_batch_size, "must be auto or an integer")
         check_fields(self, "bound")
+
+
+def bound_config(params: BoundConfig | Mapping | None) -> BoundConfig:
+    """The `params` of the API checked by the same declarations as params.yaml's `bound`
+    section: a BoundConfig, a mapping of its keys, or None (the defaults). A bad value is
+    one InputError naming the key, e.g. "params: gamma = 0.0 is invalid: must be > 0"."""
+    try:
+        if params is None:
+            return BoundConfig()
+        if isinstance(params, Mapping):
+            params = build(BoundConfig, dict(params), "bound")
+        elif not isinstance(params, BoundConfig):
+            raise InputError(f"params: expected a BoundConfig or a mapping of its keys, got"
+                             f" {type(params).__name__}")
+        params.check()
+    except ConfigError as err:
+        raise InputError(str(err).replace("params.yaml: bound.", "params: ", 1).replace(
+            "params.yaml: ", "params: ", 1)) from None
+    return params

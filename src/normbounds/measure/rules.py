@@ -12,6 +12,7 @@ row has them).
 from __future__ import annotations
 
 import operator
+import re
 from dataclasses import dataclass
 
 import torch
@@ -99,11 +100,48 @@ def dispatch(adapters: dict, field: str) -> dict:
     return table
 
 
+# what to do instead, by refusal reason (a reason not listed here explains itself)
+_NO_BOUND_YET = "no bound here covers it yet (the theorem is a chain of linear maps and ReLUs)"
+ADVICE = {
+    "max pooling": "use AvgPool2d instead, which the bounds cover",
+    SKIP: _NO_BOUND_YET,
+    "a concatenation of branches": _NO_BOUND_YET,
+    "attention": _NO_BOUND_YET,
+    "a nonlinearity other than ReLU": "use ReLU, the one nonlinearity the theorem covers",
+    "layer norm (not linear: it divides by the sample's own statistics)":
+        "use BatchNorm2d, which is linear in eval mode",
+    "group norm (not linear)": "use BatchNorm2d, which is linear in eval mode",
+    "a 1-d convolution": "the bounds cover Conv2d on images",
+    "a 3-d convolution": "the bounds cover Conv2d on images",
+    "a transposed convolution": "the bounds cover Conv2d on images",
+}
+BRANCH = "a branch point (a value used twice, where a skip connection starts)"
+ADVICE[BRANCH] = _NO_BOUND_YET
+_FEEDS = re.compile(r"^its (output|value) feeds (\d+|several) operations \(a skip connection\)$")
+SHOWN = 3  # node names shown per reason
+
+
 def not_covered(what: str, problems: list[str]) -> UnsupportedLayerError:
-    """The one error of a reader: every problem found, once each."""
+    """The one error of a reader: each distinct reason once, with how many places have it,
+    the first few of them, and what to do instead.
+
+    problems: "<place>: <reason>" (or a reason alone), in graph order."""
+    places: dict[str, list[str]] = {}
+    for problem in dict.fromkeys(problems):
+        where, sep, why = problem.partition(": ")
+        where, why = (where, why) if sep else ("", problem)
+        if _FEEDS.match(why):
+            why = BRANCH
+        places.setdefault(why, []).append(where)
+    parts = []
+    for why, found in places.items():
+        named = [w for w in found if w]
+        shown = ", ".join(named[:SHOWN]) + (", ..." if len(named) > SHOWN else "")
+        count = f"{len(found)} place{'s' if len(found) > 1 else ''}: {shown}" if named else ""
+        advice = ADVICE.get(why, "")
+        parts.append(why + (f" ({count})" if count else "") + (f" - {advice}" if advice else ""))
     return UnsupportedLayerError(f"{what} is not covered by the bounds (docs/bounds.md,"
-                                 " \"Networks beyond CONV-L-H\"): "
-                                 + "; ".join(dict.fromkeys(problems)))
+                                 " \"Networks beyond CONV-L-H\"): " + "; ".join(parts))
 
 
 def combines(count: int) -> Refused:

@@ -105,13 +105,22 @@ def figure1(results: pd.DataFrame, png: Path, pdf: Path | None = None,
     handles, labels = axes[0][0].get_legend_handles_labels()
     seeds = results["seed"].nunique()
     title = f"mean over {seeds} seeds, band: min to max" if seeds > 1 else "one seed"
-    if hidden:
-        title += "; " + HIDDEN_NOTE
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, title=title,
-               fontsize=9, title_fontsize=9)
-    fig.tight_layout(rect=(0, 0.18 if len(depths) == 1 else 0.1, 1, 1))
+    if hidden:  # on its own line when one panel is narrower than the note
+        title += ("\n" if len(widths) == 1 else "; ") + HIDDEN_NOTE
+    _legend_below(fig, handles, labels, title, columns=min(3, len(widths)))
     save(fig, png, *([pdf] if pdf is not None else []))
     return fig
+
+
+def _legend_below(fig: plt.Figure, handles: list, labels: list[str], title: str,
+                  columns: int) -> None:
+    """One legend under the panels, in as many columns as there are panels (at most 3) so
+    it is never wider than the figure, and the panels moved up by its height."""
+    legend = fig.legend(handles, labels, loc="lower center", ncol=columns, frameon=False,
+                        title=title, fontsize=9, title_fontsize=9)
+    fig.canvas.draw()  # the legend's size in pixels, then as a fraction of the figure
+    height = legend.get_window_extent().height / fig.bbox.height
+    fig.tight_layout(rect=(0, min(0.8, height + 0.02), 1, 1))
 
 
 def figure_valid(results: pd.DataFrame, png: Path) -> plt.Figure:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from normbounds.config import Entry
+from normbounds.config import Config, Entry
 from normbounds.errors import ArtifactError
 from normbounds.io import write_text
 from normbounds.measure.formulas import (
@@ -120,11 +120,16 @@ def summary_markdown(table: pd.DataFrame) -> str:
 
 
 def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path,
-                  finding_path: Path | None = None) -> None:
+                  finding_path: Path | None = None, profile: str = "") -> None:
     write_text(table.to_csv(index=False, float_format="%.8g"), csv_path)
     write_text(summary_markdown(table), md_path)
     if finding_path is not None:
-        write_text(finding_markdown(table), finding_path)
+        write_text(finding_markdown(table, profile), finding_path)
+
+
+def profile_words(cfg: Config) -> str:
+    """The run a finding describes, in words, from its params: data set, epochs, loss."""
+    return f"{cfg.data.dataset}, {cfg.train.epochs} epochs, {cfg.train.loss} loss"
 
 
 def _span(values: pd.Series, digits: int = 3) -> str:
@@ -133,11 +138,13 @@ def _span(values: pd.Series, digits: int = 3) -> str:
         f"{low:.{digits}g} to {high:.{digits}g}")
 
 
-def finding_markdown(table: pd.DataFrame) -> str:
+def finding_markdown(table: pd.DataFrame, profile: str = "") -> str:
     """The headline finding in plain words, with this run's numbers (README's first lines):
-    the printed bound against the corrected theorem, and the theorems' ratios."""
+    the printed bound against the corrected theorem, and the theorems' ratios. profile:
+    the run in words (`profile_words`), so a variant is not called the default run."""
     nets = ", ".join(f"CONV-{d}-{w}" for d, w in zip(table["depth"], table["width"],
                                                       strict=True))
+    nets = f"{profile}: {nets}" if profile else nets
     factor = table[CERTIFYING] / table["ours"]
     ratio = table["golowich_corrected"] / table[CERTIFYING]
     graf = table["graf"] / table[CERTIFYING]
@@ -146,7 +153,7 @@ def finding_markdown(table: pd.DataFrame) -> str:
         " head by the largest of its blocks where the sum over all of them is needed, and"
         " a network that memorises random labels gets a printed \"guarantee\" of 0.55"
         " test error where every classifier has 0.9 (docs/bounds.md, \"Validity\")."
-        f" On the default run ({nets}) the printed formula (`ours`) is"
+        f" On this run ({nets}) the printed formula (`ours`) is"
         f" {_span(table['ours'])}; the corrected theorem (`ours_corrected`) is"
         f" {_span(table[CERTIFYING])}, {_span(factor)} times larger, so the certificate"
         f" (the smallest margin error + ours_corrected over the margins of bound.gammas) is"

@@ -44,7 +44,7 @@ def _cell(change: dict) -> str:
     old, new = change.get("old"), change.get("new")
     text = f"{_number(old)} -> {_number(new)}"
     if isinstance(old, (int, float)) and isinstance(new, (int, float)) and old:
-        text += f" ({(new - old) / abs(old):+.0%})"
+        text += f" ({100 * (new - old) / abs(old):+.3g}%)"
     return text
 
 

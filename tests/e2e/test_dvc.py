@@ -130,6 +130,12 @@ def test_a_fresh_clone_rewrites_no_lock_line_and_comes_back_from_an_experiment(
     assert shown[0] == "changed params: train.lr 0.01 -> 0.02"
     assert shown[1].split() == ["|", "metric", "|", "2-2-0", "|", "2-3-0", "|"]
     assert max(len(line) for line in shown) <= 160 and "| ours " in "\n".join(shown)
+    # and `dvc metrics diff`, as documented: one row per changed number, nothing unchanged
+    moved = json.loads(dvc(clone, "metrics", "diff", "--json").stdout)
+    rows = [(path, key, c) for path, found in moved.items() for key, c in found.items()]
+    assert rows and all(c["old"] != c["new"] for _, _, c in rows)
+    assert {key for path, key, _ in rows if path.startswith("metrics/")} <= set(
+        formulas.HEADLINE)
     git(clone, "checkout", "--", ".")  # the documented way back: docs/pipeline.md
     dvc(clone, "checkout")
     assert {p: p.read_bytes() for p in sorted(clone.glob("checkpoints/*/*.pt"))} == baseline

@@ -273,7 +273,9 @@ def test_other_refusals_name_the_module_and_the_reason():
         read_network(model, (1, N, N))
     assert "a nonlinearity other than ReLU (1 place: 1 (GELU)) - use ReLU" in str(err.value)
     assert "grouped or dilated convolution (groups 2, dilation (1, 1)) (1 place: 2 (Conv2d))" \
-        in str(err.value)
+        " - use groups=1 and dilation=1" in str(err.value)
+    reasons = str(err.value).split(": ", 1)[1].split("; ")
+    assert len(reasons) == 2 and all(" - " in r for r in reasons)  # each says what to do
     ends_relu = nn.Sequential(nn.Flatten(), _head(64), nn.ReLU())
     with pytest.raises(UnsupportedLayerError, match="ReLU after the last linear layer"):
         read_network(ends_relu, (1, N, N))

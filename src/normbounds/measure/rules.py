@@ -115,6 +115,22 @@ ADVICE = {
     "a 3-d convolution": "the bounds cover Conv2d on images",
     "a transposed convolution": "the bounds cover Conv2d on images",
 }
+# reasons that carry their own values: advice by how they start
+STARTS = (
+    ("padding_mode", "use zero padding (padding_mode='zeros')"),
+    ("padding 'same'", "use an odd kernel, or pad explicitly with an integer padding"),
+    ("padding ", "use an integer padding"),
+    ("non-square", "use square kernels, strides and pooling windows"),
+    ("grouped or dilated", "use groups=1 and dilation=1"),
+    ("average pooling with", "use AvgPool2d without padding, ceil_mode or divisor_override"),
+    ("adaptive pooling", "use an output side that divides the input side"),
+    ("batch norm", "call model.eval() first: batch norm then uses its running statistics"),
+    ("dropout", "call model.eval() first: dropout is then the identity"),
+    ("reshapes", "flatten only: nn.Flatten or torch.flatten(x, 1)"),
+    ("flatten of", "flatten only: nn.Flatten or torch.flatten(x, 1)"),
+    ("combines", _NO_BOUND_YET),
+    ("not covered", "rewrite it with the covered pieces"),
+)
 BRANCH = "a branch point (a value used twice, where a skip connection starts)"
 ADVICE[BRANCH] = _NO_BOUND_YET
 _FEEDS = re.compile(r"^its (output|value) feeds (\d+|several) operations \(a skip connection\)$")
@@ -138,7 +154,8 @@ def not_covered(what: str, problems: list[str]) -> UnsupportedLayerError:
         named = [w for w in found if w]
         shown = ", ".join(named[:SHOWN]) + (", ..." if len(named) > SHOWN else "")
         count = f"{len(found)} place{'s' if len(found) > 1 else ''}: {shown}" if named else ""
-        advice = ADVICE.get(why, "")
+        advice = ADVICE.get(why) or next((a for start, a in STARTS if why.startswith(start)),
+                                         _NO_BOUND_YET)
         parts.append(why + (f" ({count})" if count else "") + (f" - {advice}" if advice else ""))
     return UnsupportedLayerError(f"{what} is not covered by the bounds (docs/bounds.md,"
                                  " \"Networks beyond CONV-L-H\"): " + "; ".join(parts))

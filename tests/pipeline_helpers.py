@@ -10,11 +10,13 @@ import pickle
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from filelock import FileLock
 
 from normbounds.config import Entry, parse_params
 from normbounds.data import Split
@@ -109,6 +111,22 @@ def copy_repo(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest, symlinks=True,
                     ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [])
     return dest
+
+
+def built_once(tmp_path_factory, worker_id: str, name: str,
+               build: Callable[[Path], None]) -> Path:
+    """`build(work)` run once per test run, in the folder the pytest-xdist workers share
+    (the xdist documentation's pattern): the first worker to ask builds it, the others
+    wait on the lock and reuse it. Never modify the result: copy it (copy_repo)."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        root = root.parent
+    work, done = root / name / "repo", root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            build(work)
+            done.touch()
+    return work
 
 
 def write_params(work: Path, params: dict) -> None:

@@ -7,29 +7,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
-from pipeline_helpers import TRAINED_PARAMS, copy_repo, dvc, git, make_pipeline
+from pipeline_helpers import TRAINED_PARAMS, built_once, copy_repo, dvc, git, make_pipeline
+
+
+def _build_trained(work: Path) -> None:
+    make_pipeline(work, TRAINED_PARAMS, "studies")
+    dvc(work, "repro")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "baseline")
 
 
 @pytest.fixture(scope="session")
 def trained_repo(tmp_path_factory, worker_id: str) -> Path:
-    """`dvc repro` of TRAINED_PARAMS, committed. Never modify it: copy it first.
-
-    Under pytest-xdist the first worker to ask builds it in the folder the workers share
-    (the xdist documentation's pattern); the others wait on the lock and reuse it."""
-    root = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        root = root.parent
-    work, done = root / "trained" / "repo", root / "trained.done"
-    with FileLock(str(root / "trained.lock")):
-        if not done.is_file():
-            make_pipeline(work, TRAINED_PARAMS, "studies")
-            dvc(work, "repro")
-            git(work, "add", "-A")
-            git(work, "commit", "-qm", "baseline")
-            done.touch()
-    return work
+    """`dvc repro` of TRAINED_PARAMS, committed, built once per test run and shared by the
+    pytest-xdist workers (pipeline_helpers.built_once). Never modify it: copy it first."""
+    return built_once(tmp_path_factory, worker_id, "trained", _build_trained)
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ import torch
 import yaml
 
 from pipeline_helpers import (
+    built_once,
+    copy_repo,
     dvc,
     make_pipeline,
     subprocess_env,
@@ -27,9 +29,6 @@ from pipeline_helpers import (
     tree_digest,
     write_params,
 )
-
-# the module's own run is trained once: its tests share one pytest-xdist worker
-pytestmark = pytest.mark.xdist_group("reliability")
 
 ENTRY = "2-2-0"
 EPOCHS = 8
@@ -39,13 +38,17 @@ PARAMS = tiny_params(data={"train_size": 1000}, grid={"widths": [2]},
 NO_CUDA = {"CUDA_VISIBLE_DEVICES": ""}  # the no-CUDA case holds on a GPU machine too
 
 
-# session scope: pytest-xdist may interleave other modules' tests with these, which would
-# tear a module-scoped fixture down and train it again
-@pytest.fixture(scope="session")
-def repo(tmp_path_factory) -> Path:
-    work = make_pipeline(tmp_path_factory.mktemp("reliability") / "repo", PARAMS)
+def _build(work: Path) -> None:
+    make_pipeline(work, PARAMS)
     dvc(work, "repro")
-    return work
+
+
+# the module's own run is trained once per test run (whichever pytest-xdist worker asks
+# first); each worker then works on its own copy, since the tests change it and restore it
+@pytest.fixture(scope="session")
+def repo(tmp_path_factory, worker_id: str) -> Path:
+    built = built_once(tmp_path_factory, worker_id, "reliability", _build)
+    return copy_repo(built, tmp_path_factory.mktemp("reliability") / "repo")
 
 
 def _final_weights(work: Path) -> dict[str, torch.Tensor]:

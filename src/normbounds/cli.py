@@ -184,7 +184,8 @@ def _header(row: dict, params: BoundConfig) -> str:
 
 def _footer(row: dict) -> str:
     """What each status in the table means, one line each."""
-    used = dict.fromkeys(status(k, statuses_of(row)) for k in row)
+    given = statuses_of(row)
+    used = dict.fromkeys(status(k, given) for k in row)
     return "\n".join(f"{s}: {STATUS_MEANINGS[s]}" for s in used if s)
 
 

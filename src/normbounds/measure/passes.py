@@ -19,11 +19,16 @@ from normbounds.progress import progress
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits (B, C), y (B,)) -> mean
 
 
+def margin_parts(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """f(x)_y and max_{j != y} f(x)_j per sample: logits (B, C), y (B,) -> (B,), (B,)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    return true, logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
+
+
 def margin_errors(logits: torch.Tensor, y: torch.Tensor, gamma: float) -> torch.Tensor:
     """Per sample: f(x)_y <= max_{j != y} f(x)_j + gamma (gamma = 0: the 0-1 error, ties
     counting as errors). logits (B, C), y (B,) -> bool (B,)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
+    true, others = margin_parts(logits, y)
     return true <= others + gamma
 
 
@@ -58,9 +63,10 @@ def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, 
         if y is None:
             continue
         yb = y[start:start + batch_size]
-        n_err += margin_errors(logits, yb, 0.0).sum().item()
-        n_margin += margin_errors(logits, yb, gamma).sum().item()
-        n_grid = [n + margin_errors(logits, yb, g).sum().item()
+        true, others = margin_parts(logits, yb)  # once per batch, for every margin
+        n_err += (true <= others + 0.0).sum().item()
+        n_margin += (true <= others + gamma).sum().item()
+        n_grid = [n + (true <= others + g).sum().item()
                   for n, g in zip(n_grid, gammas, strict=True)]
         if loss is not None:
             loss_sum += loss(logits.double(), yb).item() * len(yb)

@@ -1,12 +1,12 @@
 """Stage `figure` of a study (studies/study.dvc.yaml, run from studies/<name>/): every
-variant's results -> plots/study.png and metrics/study.json. The study's figure is the
-one named like its folder."""
+variant's results -> plots/ (study.png), reports/study.md and metrics/study.json. The
+study's figure is the one named like its folder."""
 
 from pathlib import Path
 
 from normbounds.errors import ConfigError
-from normbounds.io import write_json
-from normbounds.report.studies import FIGURES, load_study
+from normbounds.io import write_json, write_text
+from normbounds.report.studies import FIGURES, REPORTS, load_study, numbers_markdown
 from normbounds.runtime import run_stage, stage_args, stage_config
 
 
@@ -17,9 +17,10 @@ def main() -> None:
         raise ConfigError(f"{Path.cwd()}: no study figure is named {kind!r}; a study folder"
                           f" is named after one of {sorted(FIGURES)} (copy one to start)")
     cfg = stage_config(paths)
-    numbers = FIGURES[kind](load_study(paths.root, cfg), paths.study_figure)
+    numbers = FIGURES[kind](load_study(paths.root, cfg), paths.study_plots)
+    write_text(REPORTS.get(kind, numbers_markdown)(numbers), paths.study_report)
     write_json({"study": kind, **numbers}, paths.study_metrics)
-    print(f"{kind}: wrote {paths.study_figure} and {paths.study_metrics}")
+    print(f"{kind}: wrote {paths.study_plots}, {paths.study_report} and {paths.study_metrics}")
 
 
 if __name__ == "__main__":

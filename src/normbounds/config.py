@@ -227,7 +227,8 @@ def _check_architecture(cfg: Config) -> None:
                     f" checkpoint); at most {MAX_WEIGHTS:.3g} weights")
 
 
-_VARIANT_NAME = re.compile(r"[A-Za-z0-9_.]+")
+# no "." (DVC reads variants.a.b as a nested key) and no "-" (stage names join with it)
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _overlay(raw: dict, over: dict) -> dict:
@@ -246,7 +247,7 @@ def _variants(raw: dict) -> dict[str, dict]:
                           f" got {variants!r}")
     for name, over in variants.items():
         require(isinstance(name, str) and bool(_VARIANT_NAME.fullmatch(name)), "variants",
-                 name, "variant names use letters, digits, '_' and '.' only")
+                 name, "variant names use letters, digits and '_' only")
         require(isinstance(over, dict) and all(isinstance(v, dict) for v in over.values()),
                  f"variants.{name}", over, "must map sections to {key: value} overrides")
     return variants

@@ -26,12 +26,12 @@ from normbounds.progress import progress
 
 def evaluate_model(model: nn.Module, stats: dict, cfg: Config, train: Split, test: Split,
                    loss_name: str, reference: nn.Module | None = None,
-                   timings: dict | None = None) -> dict:
+                   timings: dict | None = None, init: nn.Module | None = None) -> dict:
     """One row (measure.assessment.assess): errors, losses, margin error, every bound, the
-    certificate; the losses are the run's own training loss."""
+    certificate, the distances from `init`; the losses are the run's own training loss."""
     return assess(model, train.x, train.y, test=(test.x, test.y), params=cfg.bound,
                   stats=stats, loss=LOSSES[loss_name](int(stats["num_classes"])),
-                  reference=reference, timings=timings,
+                  reference=reference, timings=timings, init=init,
                   reference_independent=True)  # the run's initialisation: drawn from its seed
 
 
@@ -46,16 +46,16 @@ def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Spl
         raise ArtifactError(f"stats.json says m = {stats['m']} but the train split has"
                             f" {len(train)} samples; rerun `dvc repro prepare`")
     device = train.x.device
-    reference = None
-    if cfg.bound.reference == "init":
-        if found[0][0] != 0:
-            raise ArtifactError(f"{folder}: bound.reference = init needs epoch_0000.pt")
-        reference, _ = checkpoints.load(found[0][1], device)
+    if found[0][0] != 0:  # every run saves it (checkpoints.save_epochs)
+        raise ArtifactError(f"{folder}: epoch_0000.pt (the initialisation) is missing; run"
+                            " `dvc repro` to train the run again")
+    init, _ = checkpoints.load(found[0][1], device)  # the distances from initialisation
+    reference = init if cfg.bound.reference == "init" else None
     rows = []
     for epoch, path in progress(found, desc=f"evaluate {folder.name}", unit="ckpt"):
         model, meta = checkpoints.load(path, device)
         row = evaluate_model(model, stats, cfg, train, test, meta["config"]["train"]["loss"],
-                             reference, timings)
+                             reference, timings, init)
         rows.append({"epoch": epoch, **row})
     return rows
 

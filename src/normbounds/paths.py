@@ -116,9 +116,19 @@ class Paths:
         return self.root / "plots" / "templates" / "bounds_log.json"
 
     @property
+    def study_plots(self) -> Path:
+        """A study's figures (studies/<name>/plots/: study.png, and the ranking's scatter)."""
+        return self.root / "plots"
+
+    @property
     def study_figure(self) -> Path:
         """A study's figure (studies/<name>/plots/study.png)."""
-        return self.root / "plots" / "study.png"
+        return self.study_plots / "study.png"
+
+    @property
+    def study_report(self) -> Path:
+        """A study's numbers as Markdown tables (the ranking's: its ranking table)."""
+        return self.root / "reports" / "study.md"
 
     @property
     def study_metrics(self) -> Path:

@@ -18,6 +18,7 @@ from torch import nn
 from normbounds.measure.bounds import compute
 from normbounds.measure.certificates import certificate, held_out_bound, margin_key
 from normbounds.measure.formulas import HELD_OUT, HELD_OUT_STATUS, status_column
+from normbounds.measure.measures import init_distances
 from normbounds.measure.network import Network, eval_mode, image_shape, read_network
 from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import Loss, data_pass
@@ -29,7 +30,8 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
            params: BoundConfig | Mapping | None = None, stats: dict | None = None,
            loss: Loss | None = None, reference: nn.Module | None = None,
            reference_independent: bool = False, network: Network | None = None,
-           timings: dict | None = None) -> dict[str, float | str]:
+           init: nn.Module | None = None, timings: dict | None = None
+           ) -> dict[str, float | str]:
     """The row of `model` on its training set (and `test`, optional).
 
     stats: m, P, S, X as the prepare stage writes them (measured from train_x when
@@ -59,17 +61,20 @@ def assess(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, *,
         timings["bounds"] = timings.get("bounds", 0.0) + time.perf_counter() - t1
     row: dict[str, float] = {"train_error": tr.error}
     if te is not None:
-        row |= {"test_error": te.error, "gap": te.error - tr.error}
+        row |= {"test_error": te.error, "gap": te.error - tr.error, "n_test": len(test[0])}
     if loss is not None:
         row["train_loss"] = tr.loss
         if te is not None:
             row["test_loss"] = te.loss
     row["margin_error"] = tr.margin_error
+    row["margin_p10"] = tr.margin_p10
     row |= certificate(tr.margin_errors, values, bc.gammas)
     if te is not None:
         row |= {HELD_OUT: held_out_bound(te.errors, len(test[0]), bc.delta),
                 status_column(HELD_OUT): HELD_OUT_STATUS}
     row |= {margin_key(g): e for g, e in zip(bc.gammas, tr.margin_errors, strict=True)}
+    if init is not None:
+        row |= init_distances(network, init)
     return row | values
 
 

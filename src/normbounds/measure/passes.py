@@ -1,7 +1,9 @@
 """ONE inference pass gives what the bounds and the certificate read from the data:
-errors, margin error, mean loss and Ledent's input-patch norms b_l, together.
+errors, margin error, mean loss, Ledent's input-patch norms b_l and the margin quantile of
+the classic measures (measures.py), together.
 
-Every value is a sum or a maximum over samples, so none depends on the batch size.
+Every value is a sum, a maximum or an order statistic over samples, so none depends on
+the batch size.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class PassResult:
     patch_norms: list[float] = field(default_factory=list)  # b_l, one per layer
     errors: int = 0  # the count behind `error` (the held-out bound reads it)
     margin_errors: list[float] = field(default_factory=list)  # at each of `gammas`
+    margin_p10: float = math.nan  # |the (m // 10)-th smallest margin| (measures.py)
+
+
+def margin_quantile(margins: torch.Tensor) -> float:
+    """Jiang et al.'s margin gamma: |the k-th smallest margin f(x)_y - max_{j != y} f(x)_j|,
+    k = m // 10 (at least 1), as their code computes it (kthvalue, then abs)."""
+    k = max(1, len(margins) // 10)
+    return abs(margins.double().kthvalue(k).values.item())
 
 
 @torch.inference_mode()
@@ -55,6 +65,7 @@ def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, 
     n_grid = [0] * len(gammas)
     loss_sum = 0.0
     best = [torch.zeros((), device=x.device) for _ in network.specs]
+    margins = []  # f(x)_y - max_{j != y} f(x)_j per sample: m floats, for the quantile
     for start in progress(range(0, len(x), batch_size), desc="data pass", unit="batch",
                           leave=False):
         with parametrize.cached():  # the weight-norm weights once per batch, not per use
@@ -64,6 +75,7 @@ def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, 
             continue
         yb = y[start:start + batch_size]
         true, others = margin_parts(logits, yb)  # once per batch, for every margin
+        margins.append(true - others)
         n_err += (true <= others + 0.0).sum().item()
         n_margin += (true <= others + gamma).sum().item()
         n_grid = [n + (true <= others + g).sum().item()
@@ -75,5 +87,6 @@ def data_pass(network: Network, x: torch.Tensor, y: torch.Tensor | None = None, 
         m = len(x)
         out.error, out.margin_error, out.errors = n_err / m, n_margin / m, n_err
         out.margin_errors = [n / m for n in n_grid]
+        out.margin_p10 = margin_quantile(torch.cat(margins)) if m else math.nan
         out.loss = loss_sum / m if loss is not None else math.nan
     return out

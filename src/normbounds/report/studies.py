@@ -18,19 +18,43 @@ from normbounds.config import Config, load_params
 from normbounds.measure.formulas import BOUND_NAMES, label, statuses_of
 from normbounds.paths import Paths
 from normbounds.report.plots import plt, save, style
+from normbounds.report.ranking_study import ranking_figure, ranking_markdown
 from normbounds.report.reports import final_rows, load_results
 
 
 def load_study(root: Path, cfg: Config) -> pd.DataFrame:
-    """Every variant's results with `variant`, `label_noise`, `family`, `kernel`, `stride`."""
+    """Every variant's results with `variant`, `label_noise`, `family`, `kernel`, `stride`
+    and a column per key the variants set to different values (named by the key, e.g.
+    `train_size`). attrs["hyperparameters"]: those keys after the grid's depth and width
+    when they take several values (the seeds are repeats, not a hyperparameter)."""
+    configs = {v: load_params(Paths(root).params, v) for v in cfg.variants}
+    varied = _varied_keys(configs)
     frames = []
-    for variant in cfg.variants:
-        vcfg = load_params(Paths(root).params, variant)
+    for variant, vcfg in configs.items():
         frame = load_results(Paths(root, variant), vcfg.entries())
+        flat = _flat(vcfg)
         frames.append(frame.copy().assign(variant=variant, label_noise=vcfg.data.label_noise,
                                    family=vcfg.model.family, kernel=vcfg.model.kernel_size,
-                                   stride=vcfg.model.stride))
-    return pd.concat(frames, ignore_index=True)
+                                   stride=vcfg.model.stride,
+                                   **{key.split(".")[-1]: flat[key] for key in varied}))
+    out = pd.concat(frames, ignore_index=True)
+    grid = [a for a, values in (("depth", cfg.grid.depths), ("width", cfg.grid.widths))
+            if len(values) > 1]
+    out.attrs["hyperparameters"] = grid + [key.split(".")[-1] for key in varied]
+    return out
+
+
+def _flat(cfg: Config) -> dict[str, object]:
+    """section.key -> value of a config's sections (lists as tuples, hashable)."""
+    return {f"{section}.{key}": tuple(v) if isinstance(v, list) else v
+            for section, values in cfg.to_dict().items() if isinstance(values, dict)
+            for key, v in values.items()}
+
+
+def _varied_keys(configs: dict[str, Config]) -> list[str]:
+    """The section.key entries whose value differs between the variants, in params order."""
+    flats = [_flat(c) for c in configs.values()]
+    return [k for k in flats[0] if len({f[k] for f in flats}) > 1] if flats else []
 
 
 def _final_means(results: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -45,7 +69,7 @@ def _numbers(table: pd.DataFrame) -> dict:
     return {str(k): {c: float(v) for c, v in row.items()} for k, row in table.iterrows()}
 
 
-def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
+def sparsity_figure(results: pd.DataFrame, plots: Path) -> dict:
     """Each bound at the end of training per architecture (log scale); errors beside."""
     given = statuses_of(results)  # each bound's status, as its results carry it
     table = _final_means(results, "variant")
@@ -62,11 +86,11 @@ def sparsity_figure(results: pd.DataFrame, png: Path) -> dict:
         ax_e.bar(x + (i - 0.5) * 0.4, table[name], 0.4, color=style(name)[0], label=label(name))
     ax_e.set(xticks=x, xticklabels=table.index, ylabel="error", title="Errors")
     ax_e.legend(fontsize=8)
-    _finish(fig, png)
+    _finish(fig, plots)
     return _numbers(table)
 
 
-def depth_figure(results: pd.DataFrame, png: Path) -> dict:
+def depth_figure(results: pd.DataFrame, plots: Path) -> dict:
     """Each bound against depth L (log scale) with its fitted growth factor per layer."""
     given = statuses_of(results)  # each bound's status, as its results carry it
     table = _final_means(results, "depth").sort_index()
@@ -82,7 +106,7 @@ def depth_figure(results: pd.DataFrame, png: Path) -> dict:
     ax.set(yscale="log", xlabel="depth L (conv layers)", ylabel="value at the last epoch",
            title="Bounds against depth")
     ax.legend(fontsize=8)
-    _finish(fig, png)
+    _finish(fig, plots)
     return out
 
 
@@ -94,7 +118,7 @@ def _log_slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(x[keep], np.log(y[keep]), 1)[0])
 
 
-def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
+def sample_size_figure(results: pd.DataFrame, plots: Path) -> dict:
     """Each bound and the real gap against m on log-log axes, fitted slope per curve."""
     given = statuses_of(results)  # each bound's status, as its results carry it
     last = final_rows(results)
@@ -111,11 +135,11 @@ def sample_size_figure(results: pd.DataFrame, png: Path) -> dict:
     ax.set(xscale="log", yscale="log", xlabel="training-set size m",
            ylabel="value at the last epoch", title="Bounds and gap against sample size")
     ax.legend(fontsize=8)
-    _finish(fig, png)
+    _finish(fig, plots)
     return out
 
 
-def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
+def label_noise_figure(results: pd.DataFrame, plots: Path) -> dict:
     """Per noise level: our bound (as printed and corrected), train and test error over
     training."""
     given = statuses_of(results)  # each bound's status, as its results carry it
@@ -130,18 +154,45 @@ def label_noise_figure(results: pd.DataFrame, png: Path) -> dict:
         ax.set(yscale="log", xlabel="epoch", title=f"{level:.0%} of the labels random")
     axes[0][0].set_ylabel("value")
     axes[0][0].legend(fontsize=8)
-    _finish(fig, png)
+    _finish(fig, plots)
     table = final_rows(results).groupby("label_noise")[[*BOUND_NAMES, "train_error", "test_error",
                                                                  "gap"]].mean()
     return _numbers(table)
 
 
+# a study's figure(s): results, the plots folder -> its headline numbers (metrics/study.json)
 FIGURES: dict[str, Callable[[pd.DataFrame, Path], dict]] = {
     "sparsity": sparsity_figure, "depth": depth_figure,
-    "sample_size": sample_size_figure, "label_noise": label_noise_figure}
+    "sample_size": sample_size_figure, "label_noise": label_noise_figure,
+    "ranking": ranking_figure}
+# its report (reports/study.md): numbers -> Markdown; tables of the numbers unless named here
+REPORTS: dict[str, Callable[[dict], str]] = {"ranking": ranking_markdown}
 
 
-def _finish(fig: plt.Figure, png: Path) -> None:
+def numbers_markdown(numbers: dict) -> str:
+    """A study's numbers as Markdown: a table per mapping of rows, a list per mapping of
+    values, under a heading each (the top level's own rows first)."""
+    parts = [_md_block(None, numbers)] if _is_rows(numbers) else [
+        _md_block(k, v) for k, v in numbers.items() if isinstance(v, dict)]
+    return "\n".join(p for p in parts if p)
+
+
+def _is_rows(value: dict) -> bool:
+    return bool(value) and all(isinstance(v, dict) for v in value.values())
+
+
+def _md_block(title: str | None, value: dict) -> str:
+    head = [f"## {title}", ""] if title else []
+    if not _is_rows(value):
+        return "\n".join(head + [f"- {k}: {v:.6g}" for k, v in value.items()]) + "\n"
+    cols = list(next(iter(value.values())))
+    lines = ["| | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
+    lines += [f"| {k} | " + " | ".join(f"{r[c]:.6g}" for c in cols) + " |"
+              for k, r in value.items()]
+    return "\n".join(head + lines) + "\n"
+
+
+def _finish(fig: plt.Figure, plots: Path) -> None:
     fig.tight_layout()
-    save(fig, png, dpi=120)
+    save(fig, plots / "study.png", dpi=120)
     plt.close(fig)

@@ -135,6 +135,17 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class RankingConfig:
+    """The ranking study's stopping criterion (studies/ranking; docs/studies.md)."""
+
+    # a run stops at its first saved checkpoint with train error <= this
+    stop_train_error: float = param(0.05, Interval(float, 0, 1))
+
+    def check(self) -> None:
+        check_fields(self, "ranking")
+
+
+@dataclass(frozen=True)
 class Entry:
     """One grid point; its name `<depth>-<width>-<seed>` names stages and files."""
 
@@ -163,6 +174,7 @@ class Config:
     grid: GridConfig = field(default_factory=GridConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     bound: BoundConfig = field(default_factory=BoundConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)  # studies/ranking only
     variants: tuple[str, ...] = ()  # names under `variants:` (studies), not a section
 
     def entries(self) -> list[Entry]:

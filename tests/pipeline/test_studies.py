@@ -16,7 +16,7 @@ from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.network import describe
 from normbounds.models import Arch, GridNet
 from normbounds.paths import Paths
-from normbounds.report.studies import FIGURES, load_study
+from normbounds.report.studies import FIGURES, REPORTS, load_study, numbers_markdown
 
 from pipeline_helpers import REPO, dvc, tiny_params
 
@@ -101,13 +101,15 @@ def test_variants_are_validated_and_selected():
     with pytest.raises(ConfigError, match=r"data.label_noise = 1.5 is invalid: must be in"
                                           r" \[0, 1\].*\(in variants.x\)"):
         parse_params(bad)
-    with pytest.raises(ConfigError, match="variant names use letters"):
-        parse_params({**raw, "variants": {"a-b": {}}})
+    for name in ("a-b", "m0.5"):  # DVC reads variants.m0.5 as a nested key
+        with pytest.raises(ConfigError, match=f"variants = '{name}' is invalid: variant names"
+                                              " use letters, digits and '_' only"):
+            parse_params({**raw, "variants": {name: {}}})
     with pytest.raises(ConfigError, match="model.family = 'rnn' is invalid: must be one of"):
         parse_params(tiny_params(model={"family": "rnn"}))
 
 
-STUDIES = ["depth", "label_noise", "sample_size", "sparsity"]
+STUDIES = ["depth", "label_noise", "ranking", "sample_size", "sparsity"]
 
 
 @pytest.mark.parametrize("study", STUDIES)
@@ -123,10 +125,12 @@ def test_a_study_resolves_and_its_figure_comes_from_its_committed_results(study,
         assert f"prepare@{variant}" in names
         assert {f"train@{variant}-{e.name}" for e in vcfg.entries()} <= names
         assert {f"evaluate@{variant}-{e.name}" for e in vcfg.entries()} <= names
-    numbers = FIGURES[study](load_study(folder, cfg), tmp_path / "study.png")
+    numbers = FIGURES[study](load_study(folder, cfg), tmp_path)
     committed = json.loads((folder / "metrics" / "study.json").read_text())
     assert json.loads(json.dumps({"study": study, **numbers})) == committed
     assert (tmp_path / "study.png").stat().st_size > 10_000
+    report = REPORTS.get(study, numbers_markdown)(numbers)
+    assert (folder / "reports" / "study.md").read_text() == report
     if study == "sample_size":
         assert set(committed["slope"]) == {*BOUND_NAMES, "gap"}
 
@@ -156,7 +160,7 @@ def test_study_dvc_yaml_declares_the_paths_of_paths_py(study):
     assert expand(stages["evaluate"]["outs"]) == [str(paths.results(entry))]
     assert expand(stages["evaluate"]["metrics"]) == [str(paths.metrics(entry))]
     assert stages["figure"]["cmd"] == "python ../../stages/study.py"  # the folder names it
-    assert expand(stages["figure"]["outs"]) == [str(paths.study_figure)]
+    assert expand(stages["figure"]["outs"]) == [str(paths.study_plots), str(paths.study_report)]
     assert expand(stages["figure"]["metrics"]) == [str(paths.study_metrics)]
     # its code deps are checked with every stage's (tests/pipeline/test_architecture.py)
     assert {"results", "../../stages/study.py"} <= set(stages["figure"]["deps"])

@@ -15,11 +15,12 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from normbounds.errors import InputError
 from normbounds.measure.bounds import compute
 from normbounds.measure.certificates import certificate, held_out_bound, margin_key
 from normbounds.measure.formulas import HELD_OUT, HELD_OUT_STATUS, status_column
-from normbounds.measure.measures import init_distances
-from normbounds.measure.network import Network, eval_mode, image_shape, read_network
+from normbounds.measure.layers import frobenius
+from normbounds.measure.network import Network, describe, eval_mode, image_shape, read_network
 from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import Loss, data_pass
 from normbounds.measure.statistics import data_statistics
@@ -82,6 +83,17 @@ def _test_pass(network: Network, test: tuple, batch: int, loss: Loss | None):
     x = network.inputs(test[0], "test_x")
     return data_pass(network, x, network.labels(test[1], len(x), "test_y"), batch_size=batch,
                      loss=loss)
+
+
+def init_distances(network: Network, init: nn.Module) -> dict[str, float]:
+    """dist_init_l<l> = ||W_l - W_l^0||_F per layer, W^0 the initialisation `init` (a
+    network of the same layers)."""
+    specs = network.specs
+    refs = describe(init, network.in_shape)
+    if [r.weight.shape for r in refs] != [s.weight.shape for s in specs]:
+        raise InputError("the initial network's layers do not match the network's shapes")
+    return {f"dist_init_l{s.index}": frobenius(s.weight - r.weight.to(s.weight.device))
+            for s, r in zip(specs, refs, strict=True)}
 
 
 def finite_or_none(row: dict) -> dict:

@@ -6,7 +6,7 @@ gap, as their reference code computes them (the PGDL 2020 starting kit and
 github.com/nitarshan/robust-generalization-measures, data/generation/measures.py); the
 number after each is the equation of Jiang et al.'s appendix. Each reads a row of
 `assess` (a results CSV row): the per-layer columns, `margin_p10` (passes.py) and
-`dist_init_l<l>` (`init_distances`, with the run's initialisation).
+`dist_init_l<l>` (assessment.init_distances, with the run's initialisation).
 
 Weights are the layers' effective weights W_l, the ones the network computes with (a
 weight-normed layer's g v / ||v||), biases left out as in their code. Products are kept
@@ -18,12 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-from torch import nn
-
-from normbounds.errors import InputError
-from normbounds.measure.layers import frobenius
-from normbounds.measure.network import Network, describe
 
 MEASURE_STATUS = "measure"  # the ranking table's status of a measure that is not a bound
 MEASURE_MEANING = "NOT a bound: a complexity measure ranked beside the bounds"
@@ -102,14 +96,3 @@ MEASURE_NAMES: tuple[str, ...] = tuple(m.name for m in MEASURES)
 def measure_values(row: Mapping) -> dict[str, float]:
     """Every classic measure of one row, by name."""
     return {m.name: m.value(row) for m in MEASURES}
-
-
-def init_distances(network: Network, init: nn.Module) -> dict[str, float]:
-    """dist_init_l<l> = ||W_l - W_l^0||_F per layer, W^0 the initialisation `init` (a
-    network of the same layers)."""
-    specs = network.specs
-    refs = describe(init, network.in_shape)
-    if [r.weight.shape for r in refs] != [s.weight.shape for s in specs]:
-        raise InputError("the initial network's layers do not match the network's shapes")
-    return {f"dist_init_l{s.index}": frobenius(s.weight - r.weight.to(s.weight.device))
-            for s, r in zip(specs, refs, strict=True)}

@@ -2,10 +2,10 @@
 of the generalization gap over a grid of trained networks (docs/studies.md).
 
 Each run is stopped at its FIRST saved checkpoint with train error at most
-STOP_TRAIN_ERROR. A run stopped there has exactly the weights of that checkpoint of a
-run trained on (same loop, seeds, data order and constant learning rate up to it), so
-the pipeline trains the epoch budget once and the study reads the stopping checkpoint;
-a run that never reaches the threshold is listed and left out.
+`ranking.stop_train_error` (params.yaml). A run stopped there has exactly the weights of
+that checkpoint of a run trained on (same loop, seeds, data order and learning rates up
+to it), so the pipeline trains the epoch budget once and the study reads the stopping
+checkpoint; a run that never reaches the threshold is listed and left out.
 """
 
 from __future__ import annotations
@@ -16,23 +16,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from normbounds.errors import ArtifactError
 from normbounds.measure.formulas import BOUND_NAMES, CERTIFYING, colour, status, statuses_of
 from normbounds.measure.measures import MEASURE_STATUS, MEASURES, measure_values
 from normbounds.report.plots import plt, save
 from normbounds.report.ranking import conditional_mi, granulated, kendall_tau, sign_errors
 
-STOP_TRAIN_ERROR = 0.05  # the stopping criterion: train error <= 5% (docs/studies.md)
 CERTIFICATE = "certificate"
 RANKED: tuple[str, ...] = (*BOUND_NAMES, CERTIFICATE, *(m.name for m in MEASURES))
 RUN = ["variant", "depth", "width", "seed"]
 
 
-def stopped(results: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One row per run that meets the criterion (its first such checkpoint), and the
-    names of the runs that never do."""
+def stopped(results: pd.DataFrame, stop: float) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run whose train error reaches `stop` (its first such checkpoint), and
+    the names of the runs that never do."""
     kept, missed = [], []
     for key, run in results.groupby(RUN, sort=True):
-        met = run[run["train_error"] <= STOP_TRAIN_ERROR].sort_values("epoch")
+        met = run[run["train_error"] <= stop].sort_values("epoch")
         if met.empty:
             missed.append("{}/{}-{}-{}".format(*key))
         else:
@@ -102,7 +102,7 @@ def ranking_markdown(numbers: dict) -> str:
     missed = numbers["missed"]
     lines = [numbers["verdict"], "",
              f"Runs: {numbers['kept']} of {numbers['runs']} met the stopping criterion (train"
-             f" error <= {STOP_TRAIN_ERROR:g} at a saved checkpoint); left out:"
+             f" error <= {numbers['stop_train_error']:g} at a saved checkpoint); left out:"
              f" {', '.join(missed) if missed else 'none'}. Hyperparameters:"
              f" {', '.join(numbers['hyperparameters'])}. Environments with an effective"
              f" sample size of at least 12: {numbers['environments']}.", "",
@@ -164,14 +164,20 @@ def ranking_figure(results: pd.DataFrame, plots: Path) -> dict:
     """plots/study.png (Psi per measure, the sign-error CDFs) and plots/scatter.png (each
     theorem against the gap); returns the numbers (metrics/study.json, reports/study.md)."""
     hps = list(results.attrs["hyperparameters"])
-    rows, missed = stopped(results)
+    stop = results.attrs["stop_train_error"]
+    rows, missed = stopped(results, stop)
+    if len(rows) < 2:
+        raise ArtifactError(f"ranking: {len(rows)} of {len(rows) + len(missed)} runs reach train"
+                            f" error <= ranking.stop_train_error = {stop:g}, and a ranking"
+                            " needs two; raise train.epochs or ranking.stop_train_error")
     table = ranked_table(rows)
     given = ranked_statuses(results)
     frame, envs = scores(table, hps, int(table["n_test"].iloc[0]))
     _figure(frame, envs, given, plots / "study.png")
     _scatter(table, given, plots / "scatter.png")
     best = frame.index[0]
-    return {"runs": len(rows) + len(missed), "kept": len(rows), "missed": missed,
+    return {"stop_train_error": stop, "runs": len(rows) + len(missed), "kept": len(rows),
+            "missed": missed,
             "hyperparameters": hps, "environments": len(envs),
             "tau_ours_corrected": _finite(frame.loc[CERTIFYING, "tau"]),
             "psi_ours_corrected": _finite(frame.loc[CERTIFYING, "Psi"]),

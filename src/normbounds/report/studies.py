@@ -26,7 +26,8 @@ def load_study(root: Path, cfg: Config) -> pd.DataFrame:
     """Every variant's results with `variant`, `label_noise`, `family`, `kernel`, `stride`
     and a column per key the variants set to different values (named by the key, e.g.
     `train_size`). attrs["hyperparameters"]: those keys after the grid's depth and width
-    when they take several values (the seeds are repeats, not a hyperparameter)."""
+    when they take several values (the seeds are repeats, not a hyperparameter);
+    attrs["stop_train_error"]: the ranking study's stopping criterion."""
     configs = {v: load_params(Paths(root).params, v) for v in cfg.variants}
     varied = _varied_keys(configs)
     frames = []
@@ -41,6 +42,7 @@ def load_study(root: Path, cfg: Config) -> pd.DataFrame:
     grid = [a for a, values in (("depth", cfg.grid.depths), ("width", cfg.grid.widths))
             if len(values) > 1]
     out.attrs["hyperparameters"] = grid + [key.split(".")[-1] for key in varied]
+    out.attrs["stop_train_error"] = cfg.ranking.stop_train_error
     return out
 
 

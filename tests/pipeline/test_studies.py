@@ -172,3 +172,11 @@ def test_every_study_is_a_subdir_project_of_the_one_template(study):
     assert (folder / "dvc.yaml").is_symlink()
     assert (folder / "dvc.yaml").resolve() == (REPO / "studies" / "study.dvc.yaml").resolve()
     assert (folder / ".dvc" / "config").is_file()  # `dvc init --subdir`
+
+
+def test_the_readme_says_the_ranking_studys_generated_verdict():
+    """The README's one sentence on the ranking is the study's report's first line."""
+    verdict = (REPO / "studies" / "ranking" / "reports" / "study.md").read_text().splitlines()[0]
+    committed = json.loads((REPO / "studies" / "ranking" / "metrics" / "study.json").read_text())
+    assert verdict == committed["verdict"]
+    assert f"<!-- ranking -->\n{verdict}\n<!-- /ranking -->" in (REPO / "README.md").read_text()

@@ -105,7 +105,8 @@ def ranking_markdown(numbers: dict) -> str:
              f" error <= {numbers['stop_train_error']:g} at a saved checkpoint); left out:"
              f" {', '.join(missed) if missed else 'none'}. Hyperparameters:"
              f" {', '.join(numbers['hyperparameters'])}. Environments with an effective"
-             f" sample size of at least 12: {numbers['environments']}.", "",
+             f" sample size of at least 12: {numbers['environments']}. Their gaps span"
+             f" {numbers['gap_range'][0]:.3f} to {numbers['gap_range'][1]:.3f}.", "",
              "| measure | status | " + " | ".join(cols) + " | K given |",
              "| --- | --- | " + " | ".join("---:" for _ in cols) + " | --- |"]
     lines += [f"| {name} | {r['status']} | " + " | ".join(_fmt(r[c]) for c in cols)
@@ -120,28 +121,33 @@ def _finite(value: object) -> object:
     return float(value) if math.isfinite(value) else None
 
 
+def _colour(name: str) -> str | None:
+    """A bound's registry colour, black for the certificate, matplotlib's cycle otherwise."""
+    return colour(name) if name in BOUND_NAMES else "#000000" if name == CERTIFICATE else None
+
+
 def _figure(table: pd.DataFrame, envs: pd.DataFrame, given: dict[str, str], png: Path) -> None:
-    fig, (ax_p, ax_c) = plt.subplots(1, 2, figsize=(12, 5))
+    fig, (ax_p, ax_c) = plt.subplots(1, 2, figsize=(13.5, 5))
     names = list(table.index)[::-1]
-    colours = [colour(n) if n in BOUND_NAMES else "#7f7f7f" for n in names]
+    colours = [_colour(n) if n in BOUND_NAMES or n == CERTIFICATE else "#7f7f7f" for n in names]
     hatches = [None if given[n] in ("theorem", MEASURE_STATUS) else "//" for n in names]
     for y, (n, c, h) in enumerate(zip(names, colours, hatches, strict=True)):
         ax_p.barh(y, table.loc[n, "Psi"], color=c, hatch=h, edgecolor="white")
     ax_p.set(yticks=range(len(names)), yticklabels=[f"{n} ({given[n]})" for n in names],
              xlabel="granulated Kendall coefficient Psi", title="Psi per measure")
     ax_p.axvline(0, color="black", lw=0.8)
-    for n in table.index:
+    for n in table.index:  # the bounds in their colours; the classic measures dashed
         if len(envs):
             values = np.sort(envs[n].to_numpy())
             ax_c.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
-                      color=colour(n) if n in BOUND_NAMES else None, label=n)
+                      color=_colour(n), ls="-" if n in BOUND_NAMES else "--", label=n)
     if not len(envs):
         ax_c.text(0.5, 0.5, "no environment reaches\nthe effective sample size 12",
                   ha="center", transform=ax_c.transAxes)
     ax_c.set(xlabel="sign-error in an environment", ylabel="fraction of environments",
-             xlim=(0, 1), title="Robust sign-error: CDF over environments")
+             xlim=(-0.02, 1.02), title="Robust sign-error: CDF over environments")
     if len(envs):
-        ax_c.legend(fontsize=7)
+        ax_c.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     save(fig, png, dpi=110)
     plt.close(fig)
@@ -151,8 +157,7 @@ def _scatter(table: pd.DataFrame, given: dict[str, str], png: Path) -> None:
     theorems = [n for n in RANKED if given[n] == "theorem"]
     fig, axes = plt.subplots(1, len(theorems), figsize=(4 * len(theorems), 3.6), squeeze=False)
     for ax, name in zip(axes[0], theorems, strict=True):
-        ax.scatter(table["gap"], table[name], s=14,
-                   color=colour(name) if name in BOUND_NAMES else "#000000")
+        ax.scatter(table["gap"], table[name], s=14, color=_colour(name))
         ax.set(yscale="log", xlabel="generalization gap", title=name,
                ylabel="value" if ax is axes[0][0] else None)
     fig.tight_layout()
@@ -179,6 +184,7 @@ def ranking_figure(results: pd.DataFrame, plots: Path) -> dict:
     return {"stop_train_error": stop, "runs": len(rows) + len(missed), "kept": len(rows),
             "missed": missed,
             "hyperparameters": hps, "environments": len(envs),
+            "gap_range": [float(table["gap"].min()), float(table["gap"].max())],
             "tau_ours_corrected": _finite(frame.loc[CERTIFYING, "tau"]),
             "psi_ours_corrected": _finite(frame.loc[CERTIFYING, "Psi"]),
             "best_measure": best, "best_psi": _finite(frame.loc[best, "Psi"]),

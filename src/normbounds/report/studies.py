@@ -34,10 +34,11 @@ def load_study(root: Path, cfg: Config) -> pd.DataFrame:
     for variant, vcfg in configs.items():
         frame = load_results(Paths(root, variant), vcfg.entries())
         flat = _flat(vcfg)
-        frames.append(frame.copy().assign(variant=variant, label_noise=vcfg.data.label_noise,
-                                   family=vcfg.model.family, kernel=vcfg.model.kernel_size,
-                                   stride=vcfg.model.stride,
-                                   **{key.split(".")[-1]: flat[key] for key in varied}))
+        columns = {"variant": variant, "label_noise": vcfg.data.label_noise,
+                   "family": vcfg.model.family, "kernel": vcfg.model.kernel_size,
+                   "stride": vcfg.model.stride}
+        frames.append(frame.copy().assign(**columns | {key.split(".")[-1]: flat[key]
+                                                       for key in varied}))
     out = pd.concat(frames, ignore_index=True)
     grid = [a for a, values in (("depth", cfg.grid.depths), ("width", cfg.grid.widths))
             if len(values) > 1]
@@ -180,7 +181,10 @@ def numbers_markdown(numbers: dict) -> str:
 
 
 def _is_rows(value: dict) -> bool:
-    return bool(value) and all(isinstance(v, dict) for v in value.values())
+    """A mapping of rows: every value a mapping of numbers."""
+    return bool(value) and all(isinstance(v, dict) and not any(isinstance(x, dict)
+                                                              for x in v.values())
+                               for v in value.values())
 
 
 def _md_block(title: str | None, value: dict) -> str:

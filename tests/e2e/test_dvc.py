@@ -27,9 +27,11 @@ LAYER_KEYS = ["fro", "sigma", "sigma_lower", "sigma_upper", "lanczos_steps", "la
               "l21", "a", "b"]
 GAMMAS = BoundConfig().gammas
 METRIC_KEYS = (
-    ["epoch", "train_error", "test_error", "gap", "train_loss", "test_loss", "margin_error",
-     "certificate", "certificate_gamma", "non_vacuous", "held_out", "status_held_out",
-     *map(margin_key, GAMMAS), "m", "num_classes", "depth_d", "n_params", "n_max", "a_max",
+    ["epoch", "train_error", "test_error", "gap", "n_test", "train_loss", "test_loss",
+     "margin_error", "margin_p10", "certificate", "certificate_gamma", "non_vacuous",
+     "held_out", "status_held_out", *map(margin_key, GAMMAS),
+     *(f"dist_init_l{i}" for i in (1, 2, 3)), "m", "num_classes", "depth_d", "n_params",
+     "n_max", "a_max",
      "data_p", "data_s", "rho", "log_rho", "rho_corrected", "head_block_norm", "rho_golowich",
      "rho_golowich_corrected", *formulas.BOUND_NAMES, *map(grid_key, GAMMAS), "notes",
      *map(formulas.status_column, formulas.BOUND_NAMES)]

@@ -121,3 +121,29 @@ def test_sign_errors_under_the_minimum_sample_size_are_left_out():
     t = t[t["seed"] < 3].assign(mu=lambda f: f["gap"])  # 9 pairs: ESS 9 < 12
     assert sign_errors(t, HPS, ["mu"], n_test=1000).empty
     assert len(sign_errors(t, HPS, ["mu"], n_test=1000, min_ess=9)) == 2
+
+
+def test_each_run_stops_at_its_first_checkpoint_under_the_threshold():
+    from normbounds.errors import ArtifactError
+    from normbounds.report.ranking_study import ranking_figure, stopped
+
+    results = pd.DataFrame({"variant": "v", "depth": 2, "width": 8, "seed": [0, 0, 0, 1, 1],
+                            "epoch": [0, 2, 4, 0, 2], "train_error": [0.9, 0.04, 0.02, 0.9, 0.3]})
+    rows, missed = stopped(results, 0.05)
+    assert list(rows["epoch"]) == [2] and missed == ["v/2-8-1"]  # the first one, not the last
+    results.attrs = {"hyperparameters": ["depth"], "stop_train_error": 0.05}
+    with pytest.raises(ArtifactError, match=r"^ranking: 1 of 2 runs reach train error <="
+                                            r" ranking.stop_train_error = 0.05, and a ranking"
+                                            r" needs two; raise train.epochs or"):
+        ranking_figure(results, None)
+
+
+def test_the_stopping_criterion_is_a_validated_param():
+    from normbounds.config import ConfigError, parse_params
+
+    from pipeline_helpers import tiny_params
+
+    assert parse_params(tiny_params()).ranking.stop_train_error == 0.05  # the default
+    with pytest.raises(ConfigError, match=r"ranking.stop_train_error = 1.5 is invalid: must be"
+                                          r" in \[0, 1\]"):
+        parse_params({**tiny_params(), "ranking": {"stop_train_error": 1.5}})

@@ -36,7 +36,9 @@ $(VENV)/.installed: pyproject.toml
 repro: setup
 	$(if $(JOBS),python -m normbounds.parallel --jobs $(JOBS),dvc repro)
 
-test: setup
+# the two venvs are built side by side (pip mostly waits on the disk), then the suites run
+test:
+	$(MAKE) -j2 setup $(BASE_VENV)/.installed
 	ruff check .
 	lint-imports
 	python -m pytest -n 2 --dist loadgroup --durations=15

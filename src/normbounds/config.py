@@ -136,13 +136,24 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RankingConfig:
-    """The ranking study's stopping criterion (studies/ranking; docs/studies.md)."""
+    """The ranking study's stopping and what its evaluate stage measures (docs/studies.md)."""
 
     # a run stops at its first saved checkpoint with train error <= this
     stop_train_error: float = param(0.05, Interval(float, 0, 1))
+    # the sensitivity table's stopping thresholds (each one's first checkpoint is read)
+    thresholds: tuple[float, ...] = param((), Interval(float, 0, 1))
+    # all: evaluate every saved checkpoint; stopping: only those the study reads
+    evaluate: Literal["all", "stopping"] = "all"
+    controls: bool = False  # the PAC-Bayes and sharpness searches (measure/flatness.py)
+    controls_subset: int = param(500, Interval(int, 1))  # seeded train samples they use
+    controls_seed: int = param(0, Interval(int, 0, top=SEED_MAX, why=SEED_WHY))
 
     def check(self) -> None:
         check_fields(self, "ranking")
+
+    def stops(self) -> tuple[float, ...]:
+        """Every threshold the study reads: the criterion first, then the others."""
+        return tuple(dict.fromkeys((self.stop_train_error, *self.thresholds)))
 
 
 @dataclass(frozen=True)

@@ -7,20 +7,25 @@ checkpoint), so a partial or repeated evaluation writes the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pandas as pd
+import torch
 from torch import nn
 
 from normbounds import checkpoints
 from normbounds.config import Config
-from normbounds.datasets import Split
+from normbounds.datasets import Split, stratified_indices
 from normbounds.errors import ArtifactError
 from normbounds.io import write_json, write_text
 from normbounds.losses import LOSSES
-from normbounds.measure.assessment import assess
+from normbounds.measure.assessment import assess, controls
+from normbounds.measure.flatness import SEARCH
 from normbounds.measure.formulas import HEADLINE
+from normbounds.measure.network import eval_mode, image_shape, read_network
+from normbounds.measure.passes import data_pass
 from normbounds.progress import progress
 
 
@@ -51,13 +56,50 @@ def evaluate_run(cfg: Config, folder: Path, stats: dict, train: Split, test: Spl
                             " `dvc repro` to train the run again")
     init, _ = checkpoints.load(found[0][1], device)  # the distances from initialisation
     reference = init if cfg.bound.reference == "init" else None
+    if cfg.ranking.evaluate == "stopping":
+        found = stopping_checkpoints(found, cfg.ranking.stops(), train, device,
+                                     cfg.bound.eval_batch_size)
+    sample = _controls_sample(train, cfg) if cfg.ranking.controls else None
     rows = []
     for epoch, path in progress(found, desc=f"evaluate {folder.name}", unit="ckpt"):
         model, meta = checkpoints.load(path, device)
         row = evaluate_model(model, stats, cfg, train, test, meta["config"]["train"]["loss"],
                              reference, timings, init)
+        if sample is not None:
+            row |= controls(model, sample.x, sample.y, init,
+                            dataclasses.replace(SEARCH, seed=cfg.ranking.controls_seed))
         rows.append({"epoch": epoch, **row})
     return rows
+
+
+def train_error(model: nn.Module, train: Split, batch: int | str = "auto") -> float:
+    """The 0-1 train error, by the very pass `assess` makes (passes.data_pass)."""
+    network = read_network(model, image_shape(train.x))
+    with eval_mode(network.module):
+        return data_pass(network, network.inputs(train.x), network.labels(train.y, len(train)),
+                         batch_size=network.batch_size(batch)).error
+
+
+def stopping_checkpoints(found: list[tuple[int, Path]], stops: tuple[float, ...],
+                         train: Split, device: torch.device, batch: int | str = "auto"
+                         ) -> list[tuple[int, Path]]:
+    """The checkpoints a ranking study reads: the first with train error <= each of
+    `stops`, in epoch order; the last checkpoint alone when none reaches any (so the run
+    is listed as one that missed the criterion)."""
+    errors = {epoch: train_error(checkpoints.load(path, device)[0], train, batch)
+              for epoch, path in progress(found, desc="train errors", unit="ckpt", leave=False)}
+    first = {min((e for e, err in errors.items() if err <= t), default=None) for t in stops}
+    chosen = sorted(first - {None})
+    keep = [(e, p) for e, p in found if e in chosen]
+    return keep or found[-1:]
+
+
+def _controls_sample(train: Split, cfg: Config) -> Split:
+    """The controls' fixed, seeded, class-stratified train subset (all of it when small)."""
+    k = cfg.ranking.controls_subset
+    if k >= len(train):
+        return train
+    return train.take(stratified_indices(train.y.cpu(), k, cfg.ranking.controls_seed))
 
 
 def _check_complete(folder: Path, found: list[tuple[int, Path]]) -> None:

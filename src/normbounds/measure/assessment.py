@@ -18,8 +18,15 @@ from torch import nn
 from normbounds.errors import InputError
 from normbounds.measure.bounds import compute
 from normbounds.measure.certificates import certificate, held_out_bound, margin_key
+from normbounds.measure.flatness import (
+    SEARCH,
+    SearchConfig,
+    alpha_search,
+    mag_log_ratio,
+    sigma_search,
+)
 from normbounds.measure.formulas import HELD_OUT, HELD_OUT_STATUS, status_column
-from normbounds.measure.layers import frobenius
+from normbounds.measure.layers import LayerSpec, frobenius
 from normbounds.measure.network import Network, describe, eval_mode, image_shape, read_network
 from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import Loss, data_pass
@@ -85,15 +92,43 @@ def _test_pass(network: Network, test: tuple, batch: int, loss: Loss | None):
                      loss=loss)
 
 
+def paired_weights(network: Network, other: nn.Module) -> list[tuple[LayerSpec, torch.Tensor]]:
+    """Each layer of `network` with the same layer's weight in `other` (a network of the
+    same layers, e.g. the initialisation), on the network's device."""
+    specs = network.specs
+    refs = describe(other, network.in_shape)
+    if [r.weight.shape for r in refs] != [s.weight.shape for s in specs]:
+        raise InputError("the initial network's layers do not match the network's shapes")
+    return [(s, r.weight.to(s.weight.device)) for s, r in zip(specs, refs, strict=True)]
+
+
 def init_distances(network: Network, init: nn.Module) -> dict[str, float]:
     """dist_init_l<l> = ||W_l - W_l^0||_F per layer, W^0 the initialisation `init` (a
     network of the same layers)."""
-    specs = network.specs
-    refs = describe(init, network.in_shape)
-    if [r.weight.shape for r in refs] != [s.weight.shape for s in specs]:
-        raise InputError("the initial network's layers do not match the network's shapes")
-    return {f"dist_init_l{s.index}": frobenius(s.weight - r.weight.to(s.weight.device))
-            for s, r in zip(specs, refs, strict=True)}
+    return {f"dist_init_l{s.index}": frobenius(s.weight - w0)
+            for s, w0 in paired_weights(network, init)}
+
+
+def controls(model: nn.Module, x: torch.Tensor, y: torch.Tensor, init: nn.Module,
+             cfg: SearchConfig = SEARCH) -> dict[str, float]:
+    """The positive controls' searches (flatness.py) on the samples (x, y): sigma, sigma'
+    and alpha' with their drops and convergence flags, and the weight term of
+    pacbayes_mag_init at sigma' (w and w0: every layer's weight, flattened)."""
+    network = read_network(model, image_shape(x))
+    x, y = network.inputs(x), network.labels(y, len(x))
+    pairs = paired_weights(network, init)
+    w = torch.cat([s.weight.flatten() for s, _ in pairs])
+    w0 = torch.cat([r.flatten() for _, r in pairs])
+    row: dict[str, float] = {"controls_n": len(x), "controls_mc": cfg.mc_samples}
+    found = {"pacbayes_sigma": sigma_search(model, x, y, magnitude=False, cfg=cfg),
+             "pacbayes_mag_sigma": sigma_search(model, x, y, magnitude=True, cfg=cfg),
+             "sharpness_mag_alpha": alpha_search(model, x, y, cfg=cfg)}
+    for name, search in found.items():
+        row |= {name: search.value, f"{name}_drop": search.drop,
+                f"{name}_converged": search.converged}
+    row["pacbayes_mag_log_ratio"] = mag_log_ratio(w, w0, found["pacbayes_mag_sigma"].value,
+                                                  cfg.eps)
+    return row
 
 
 def finite_or_none(row: dict) -> dict:

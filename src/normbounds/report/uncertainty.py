@@ -7,7 +7,9 @@ ranking.granulated (a test checks they agree), for a batch of gap vectors.
 - `permutation`: the gaps shuffled across networks (seeded), two-sided p-values
   p = (1 + #{|null| >= |observed|}) / (1 + shuffles).
 - `bootstrap`: networks resampled with replacement (seeded), the 2.5% and 97.5% quantiles,
-  and those of every difference asked for (paired: one resample scores both measures).
+  and those of every difference asked for (paired: one resample scores both measures). Two
+  copies of one network are not a pair of runs: counting them (sign 0) would shrink every
+  tau towards 0, and the interval would miss the estimate.
 - `sparsity_test`: does a quantity move with one hyperparameter? Its levels shuffled within
   each cell of the others (a stratified permutation), the statistic the between-level sum
   of squares summed over cells.
@@ -26,7 +28,7 @@ PERMUTATION_SEED = 0
 BOOTSTRAP_SEED = 1
 
 
-def _codes(table: pd.DataFrame, hps: Sequence[str]) -> np.ndarray:
+def codes_of(table: pd.DataFrame, hps: Sequence[str]) -> np.ndarray:
     """(n, len(hps)) integer codes of each run's hyperparameter values."""
     return np.stack([pd.factorize(table[h], sort=True)[0] for h in hps], axis=1)
 
@@ -42,40 +44,54 @@ def _cells(codes: np.ndarray, i: int) -> list[np.ndarray]:
             if len(set(codes[g, i])) > 1]
 
 
-def _tau(mu: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-    """Kendall's tau (eq. 2) of every measure against every gap vector: mu (k, c), gaps
-    (B, c) -> (B, k)."""
-    c = mu.shape[1]
-    s_mu = np.sign(mu[:, :, None] - mu[:, None, :])  # (k, c, c)
+def _tau(mu: np.ndarray, gaps: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Kendall's tau (eq. 2) of every measure against every gap vector, over the pairs of
+    runs with different ids (a bootstrap's copies of one network are not a pair): mu
+    (k, c), gaps (B, c), ids (c,) -> (B, k)."""
+    pairs = ids[:, None] != ids[None, :]  # (c, c)
+    s_mu = np.sign(mu[:, :, None] - mu[:, None, :]) * pairs  # (k, c, c)
     s_g = np.sign(gaps[:, :, None] - gaps[:, None, :])  # (B, c, c)
-    return np.einsum("kij,bij->bk", s_mu, s_g) / (c * (c - 1))
+    count = pairs.sum()
+    if count == 0:
+        return np.full((len(gaps), len(mu)), np.nan)
+    return np.einsum("kij,bij->bk", s_mu, s_g) / count
 
 
-def psi_tau(mu: np.ndarray, gaps: np.ndarray, codes: np.ndarray
+def psi_tau(mu: np.ndarray, gaps: np.ndarray, codes: np.ndarray, ids: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """tau (B, k), Psi (B, k) and psi_i (B, k, n_hp) of measures mu (k, n) against gap
-    vectors (B, n), runs' hyperparameter codes (n, n_hp)."""
+    vectors (B, n), runs' hyperparameter codes (n, n_hp); `ids` names each run's network
+    (default: all distinct)."""
+    ids = np.arange(mu.shape[1]) if ids is None else ids
     psis = []
     for i in range(codes.shape[1]):
-        taus = [_tau(mu[:, c], gaps[:, c]) for c in _cells(codes, i)]
+        taus = [t for c in _cells(codes, i) if not np.isnan(t := _tau(mu[:, c], gaps[:, c],
+                                                                       ids[c])).all()]
         psis.append(np.mean(taus, axis=0) if taus else np.full((len(gaps), len(mu)), np.nan))
     psi = np.stack(psis, axis=2)
-    return _tau(mu, gaps), np.nanmean(psi, axis=2), psi
+    with np.errstate(invalid="ignore"):
+        whole = np.where(np.isnan(psi).all(axis=2), np.nan,
+                         np.nansum(psi, axis=2) / np.maximum((~np.isnan(psi)).sum(axis=2), 1))
+    return _tau(mu, gaps, ids), whole, psi
 
 
 def permutation(mu: np.ndarray, gap: np.ndarray, codes: np.ndarray, shuffles: int = SHUFFLES,
                 seed: int = PERMUTATION_SEED) -> dict[str, np.ndarray]:
-    """Two-sided permutation p-values of tau and Psi per measure, and the null's |Psi|
-    95% quantile (the smallest |Psi| this table can resolve at p < 0.05)."""
+    """Two-sided permutation p-values of tau and Psi per measure (k,), of each psi_i
+    (k, n_hp), and the null's |Psi| 95% quantile per measure (the smallest |Psi| this
+    table can resolve at p < 0.05)."""
     rng = np.random.default_rng(seed)
     null = np.stack([rng.permutation(gap) for _ in range(shuffles)])
-    tau0, psi0, _ = psi_tau(mu, gap[None, :], codes)
-    tau_n, psi_n, _ = psi_tau(mu, null, codes)
+
+    tau0, psi0, psis0 = psi_tau(mu, gap[None, :], codes)
+    tau_n, psi_n, psis_n = psi_tau(mu, null, codes)
 
     def p(obs: np.ndarray, sample: np.ndarray) -> np.ndarray:
-        return (1 + (np.abs(sample) >= np.abs(obs) - 1e-12).sum(axis=0)) / (1 + shuffles)
+        count = (np.abs(sample) >= np.abs(obs) - 1e-12).sum(axis=0)
+        return np.where(np.isnan(obs), np.nan, (1 + count) / (1 + shuffles))
 
     return {"p_tau": p(tau0[0], tau_n), "p_Psi": p(psi0[0], psi_n),
+            "p_psi": p(psis0[0], psis_n),
             "psi_resolved": np.nanquantile(np.abs(psi_n), 0.95, axis=0)}
 
 
@@ -89,7 +105,7 @@ def bootstrap(mu: np.ndarray, gap: np.ndarray, codes: np.ndarray,
     taus, psis = [], []
     for _ in range(resamples):
         r = rng.integers(0, n, n)
-        t, ps, _ = psi_tau(mu[:, r], gap[None, r], codes[r])
+        t, ps, _ = psi_tau(mu[:, r], gap[None, r], codes[r], ids=r)
         taus.append(t[0])
         psis.append(ps[0])
     taus, psis = np.array(taus), np.array(psis)  # (R, k)

@@ -37,10 +37,16 @@ def test_the_ranking_study_end_to_end(tmp_path):
     assert metrics["study"] == "ranking" and metrics["hyperparameters"] == ["depth", "train_size"]
     assert metrics["runs"] == 4 and metrics["kept"] + len(metrics["missed"]) == 4
     assert set(metrics["scores"]) == set(RANKED)
-    table = (folder / "reports" / "study.md").read_text().splitlines()
-    assert table[0] == metrics["verdict"]
+    report = (folder / "reports" / "study.md").read_text().splitlines()
+    assert report[0] == metrics["verdict"]
+    assert [line[:8] for line in report[2:5]] == ["- **Tigh", "- **Spar", "- **Expl"]
+    table = report[report.index("## Scores"):report.index("## Sensitivity to the stopping"
+                                                             " threshold")]
     rows = [line for line in table if line.startswith("| ") and line[2:5] not in ("mea", "---")]
     assert [r.split(" | ")[0][2:] for r in rows] == list(metrics["scores"])  # sorted by Psi
+    assert [r["threshold"] for r in metrics["sensitivity"]] == [0.9, 0.05, 0.09]
+    assert all(r["status"] == "control" for n, r in metrics["scores"].items()
+               if n.startswith(("pacbayes", "sharpness")))
     for name in ("study.png", "scatter.png"):
         assert (folder / "plots" / name).stat().st_size > 10_000
     for variant in params["variants"]:

@@ -3,6 +3,7 @@ and the sanity values every score must show."""
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -147,3 +148,56 @@ def test_the_stopping_criterion_is_a_validated_param():
     with pytest.raises(ConfigError, match=r"ranking.stop_train_error = 1.5 is invalid: must be"
                                           r" in \[0, 1\]"):
         parse_params({**tiny_params(), "ranking": {"stop_train_error": 1.5}})
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"evaluate": "some"}, "ranking.evaluate = 'some' is invalid: must be one of all, stopping"),
+    ({"controls_subset": 0}, "ranking.controls_subset = 0 is invalid: must be >= 1"),
+    ({"thresholds": [0.5, 2]}, "ranking.thresholds = [0.5, 2.0] is invalid: every value must"
+                               " be in [0, 1]"),
+    ({"controls": "yes"}, "ranking.controls = 'yes' is invalid: must be true or false"),
+])
+def test_the_study_options_are_validated_params(values, message):
+    from normbounds.config import ConfigError, parse_params
+
+    from pipeline_helpers import tiny_params
+
+    with pytest.raises(ConfigError, match="^params.yaml: " + re.escape(message) + "$"):
+        parse_params({**tiny_params(), "ranking": values})
+    cfg = parse_params({**tiny_params(), "ranking": {"stop_train_error": 0.07,
+                                                      "thresholds": [0.05, 0.07, 0.09]}})
+    assert cfg.ranking.stops() == (0.07, 0.05, 0.09)  # the criterion first, once
+
+
+def test_evaluate_reads_only_each_thresholds_first_checkpoint(monkeypatch):
+    from normbounds import evaluate
+
+    errors = {"e0": 0.9, "e1": 0.08, "e2": 0.06, "e3": 0.06, "e4": 0.04}
+    monkeypatch.setattr(evaluate.checkpoints, "load", lambda path, device: (path, {}))
+    monkeypatch.setattr(evaluate, "train_error", lambda model, train, batch: errors[model])
+    found = [(i, f"e{i}") for i in range(5)]
+    pick = evaluate.stopping_checkpoints
+    # <= 0.07: epoch 2 (not 3); <= 0.05: epoch 4; <= 0.09: epoch 1
+    assert pick(found, (0.07, 0.05, 0.09), None, "cpu") == [(1, "e1"), (2, "e2"), (4, "e4")]
+    assert pick(found, (0.01,), None, "cpu") == [(4, "e4")]  # none: the last, listed missed
+
+
+def _scores(**psi: tuple[float, float, float, str]) -> dict:
+    return {n: {"status": s, "Psi": p, "vs_ours_lo": lo, "vs_ours_hi": hi}
+            for n, (p, lo, hi, s) in psi.items()}
+
+
+def test_a_difference_is_resolved_only_when_its_interval_excludes_zero():
+    from normbounds.report.ranking_claims import _versus, resolved
+
+    scores = _scores(ours_corrected=(0.2, 0.0, 0.0, "theorem"),
+                     flat=(0.4, 0.05, 0.3, "control"), near=(0.25, -0.01, 0.1, "baseline"),
+                     low=(0.0, -0.3, -0.1, "measure"))
+    assert [resolved(scores[n]) for n in ("flat", "near", "low")] == ["above", "unresolved",
+                                                                     "below"]
+    for r in scores.values():
+        r |= {"Psi_lo": r["Psi"] - 0.1, "Psi_hi": r["Psi"] + 0.1}
+    assert _versus(scores, "near", "trivial baseline").endswith(
+        "difference from ours_corrected, 0.050 [-0.010, 0.100], is not resolved")
+    assert _versus(scores, "flat", "positive control").endswith("is resolved: it is better")
+    assert _versus(scores, None, "positive control") == "no positive control was computed"

@@ -175,8 +175,21 @@ def test_every_study_is_a_subdir_project_of_the_one_template(study):
 
 
 def test_the_readme_says_the_ranking_studys_generated_verdict():
-    """The README's one sentence on the ranking is the study's report's first line."""
-    verdict = (REPO / "studies" / "ranking" / "reports" / "study.md").read_text().splitlines()[0]
+    """The README's ranking block is the study's report's first lines: the verdict, then
+    one line per claim of the paper."""
+    report = (REPO / "studies" / "ranking" / "reports" / "study.md").read_text().splitlines()
     committed = json.loads((REPO / "studies" / "ranking" / "metrics" / "study.json").read_text())
-    assert verdict == committed["verdict"]
-    assert f"<!-- ranking -->\n{verdict}\n<!-- /ranking -->" in (REPO / "README.md").read_text()
+    assert report[0] == committed["verdict"]
+    summary = "\n".join(report[:report.index("## Scores") - 1])
+    assert summary.count("\n- **") == 3
+    assert f"<!-- ranking -->\n{summary}\n<!-- /ranking -->" in (REPO / "README.md").read_text()
+
+
+def test_the_ranking_grid_can_resolve_a_psi_of_0_15():
+    """The committed study has the power docs/studies.md promises: the permutation null
+    resolves every |Psi| >= psi_resolved at p < 0.05, and psi_resolved is under 0.15; the
+    report states the same number."""
+    committed = json.loads((REPO / "studies" / "ranking" / "metrics" / "study.json").read_text())
+    assert 0 < committed["psi_resolved"] < 0.15
+    report = (REPO / "studies" / "ranking" / "reports" / "study.md").read_text()
+    assert f"resolves |Psi| >= {committed['psi_resolved']:.3f} at p < 0.05" in report

@@ -26,8 +26,9 @@ from normbounds.report.reports import final_rows, load_results
 def load_study(root: Path, cfg: Config) -> pd.DataFrame:
     """Every variant's results with `variant`, `label_noise`, `family`, `kernel`, `stride`
     and a column per key the variants set to different values (named by the key, e.g.
-    `train_size`; the model.* keys together make one, `sparsity`). attrs["hyperparameters"]: those keys after the grid's depth and width
-    when they take several values (the seeds are repeats, not a hyperparameter);
+    `train_size`; the model.* keys together make one, `sparsity`).
+    attrs["hyperparameters"]: those keys after the grid's depth and width when they take
+    several values (the seeds are repeats, not a hyperparameter);
     attrs["stop_train_error"]: the ranking study's stopping criterion; attrs["thresholds"]:
     every stopping threshold its sensitivity table reads."""
     configs = {v: load_params(Paths(root).params, v) for v in cfg.variants}

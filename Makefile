@@ -9,6 +9,7 @@
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
 #   make bench-paper    the paper profile's cost and disk on the device present (by hand)
+#   make profile AGAINST=REV [ORIGINAL=PATH]  where the default repro's time goes, against REV
 PYTHON ?= python3
 VENV := .venv
 BASE_VENV := .venv-base
@@ -24,7 +25,8 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro test test-fast test-base paper gpu-check bench bench-kernels bench-paper
+.PHONY: setup repro test test-fast test-base paper gpu-check bench bench-kernels bench-paper \
+	profile
 
 setup: $(VENV)/.installed
 
@@ -93,3 +95,7 @@ bench-kernels: setup
 
 bench-paper: setup
 	python benchmarks/paper_scale.py
+
+profile: setup
+	python benchmarks/profile_repro.py --against $(or $(AGAINST),HEAD) \
+		$(if $(ORIGINAL),--original $(ORIGINAL)) $(if $(REPRO),--repro)

@@ -9,9 +9,10 @@ Every number printed is a ratio or a share, measured side by side in one run:
    (indexing the batch), forward (and loss), backward and optimizer step; the whole
    loop (`train.run_epoch`) over `--steps` batches; one checkpoint save; and one
    checkpoint's evaluation split into the error passes, the Fourier bound (sigma_upper),
-   Lanczos (sigma_lower) and the rest of the bounds. Each code version (this checkout,
-   and a git worktree of REV) is measured in fresh processes, alternating, `--repeats`
-   times (medians), on its own params.yaml, with its own pinned kernels.
+   Lanczos (sigma_lower) and the rest of the bounds (eval_checkpoint.sigma_times).
+   Each code version (this checkout, and a git worktree of REV) is measured in fresh
+   processes, alternating, `--repeats` times (medians), on its own params.yaml, with
+   its own pinned kernels.
 2. *Stages.* Each version's stages projected from its phases and its params (epochs,
    checkpoints, train-set size): the share of each stage and the ratio of the totals.
    A fresh clone runs only check, prepare and train (evaluate's and figures' outputs are
@@ -72,27 +73,22 @@ def _phases(model, opt, loss, train, batch: int, steps: int) -> dict[str, float]
 
 
 def _evaluation(model, cfg, stats, train, test) -> dict[str, float]:
-    """Seconds of one checkpoint's evaluation, by part."""
-    import torch
+    """Seconds of one checkpoint's evaluation, by part: the error passes as the evaluate
+    stage times them, then the bounds part cold, split as eval_checkpoint.sigma_times does."""
+    from eval_checkpoint import sigma_times  # this folder: sys.path[0]
 
     from normbounds.evaluate import evaluate_model
-    from normbounds.measure.fourier import fourier_upper
-    from normbounds.measure.lipschitz import converged_lower
-    from normbounds.measure.network import describe
+    from normbounds.measure.network import eval_mode, read_network
+    from normbounds.measure.passes import data_pass
     timings: dict[str, float] = {}
     evaluate_model(model, stats, cfg, train, test, cfg.train.loss, None, timings)
-    fourier = lanczos = 0.0
-    for spec in describe(model)[:-1]:
-        weight = spec.weight.to(torch.float64)
-        t0 = time.perf_counter()
-        peak = fourier_upper(weight, spec.in_shape[1] + 2 * spec.padding)
-        t1 = time.perf_counter()
-        converged_lower(weight, spec.in_shape, spec.stride, spec.padding, peak,
-                        tol=cfg.bound.lanczos_tol, max_steps=cfg.bound.lanczos_max_steps,
-                        seed=spec.index)
-        fourier, lanczos = fourier + t1 - t0, lanczos + time.perf_counter() - t1
+    network = read_network(model, tuple(stats["input_shape"]))
+    with eval_mode(network.module):
+        patch = data_pass(network, train.x, batch_size=network.batch_size(
+            cfg.bound.eval_batch_size)).patch_norms
+    fourier, lanczos, bounds = sigma_times(model, cfg, stats, patch)
     return {"errors": timings["errors"], "fourier": fourier, "lanczos": lanczos,
-            "bounds_rest": max(timings["bounds"] - fourier - lanczos, 0.0)}
+            "bounds_rest": max(bounds - fourier - lanczos, 0.0)}
 
 
 def _original_step(clone: Path, width: int, train, cfg, steps: int) -> float:

@@ -43,6 +43,11 @@ class InputError(NormboundsError, ValueError):
     """An argument of the API or the command line is missing, unreadable or inconsistent."""
 
 
+class ModelInputError(InputError):
+    """The model itself fails on the inputs given (their shape, channels or type are not
+    the ones it was built for)."""
+
+
 class MissingDependencyError(NormboundsError, ImportError):
     """An optional package that one data set or stage needs is not installed."""
 

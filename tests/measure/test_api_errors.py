@@ -188,3 +188,78 @@ def test_a_missing_package_names_the_extra_that_brings_it(module, message):
     with pytest.raises(MissingDependencyError) as err:
         needs(module, "reading an image folder")
     assert str(err.value) == message
+
+
+def _three_channel_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+
+@pytest.mark.parametrize("form", ["module", "script"])
+def test_a_model_that_fails_on_the_inputs_is_one_line_with_torchs_message(form, capfd):
+    """A model built for 3 channels, given 1-channel images: the inputs are wrong (not a
+    layer), said with torch's own message, and nothing printed on stderr."""
+    from normbounds.errors import ModelInputError
+
+    model = _three_channel_model()
+    if form == "script":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.script(model)
+    with pytest.raises(ModelInputError) as info:
+        bounds.compute(model, torch.rand(8, 1, 8, 8))
+    assert str(info.value) == (
+        "Sequential fails on inputs of shape (1, 8, 8): Given groups=1, weight of size"
+        " [4, 3, 3, 3], expected input[1, 1, 8, 8] to have 3 channels, but got 1 channels"
+        " instead")
+    assert isinstance(info.value, InputError) and "\n" not in str(info.value)
+    assert capfd.readouterr().err == ""
+
+
+class _Skip(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.flat = nn.Conv2d(1, 1, 3, padding=1), nn.Flatten()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.flat(x + self.conv(x)))
+
+
+def _refused_models() -> dict[str, tuple[nn.Module, list[str]]]:
+    torch.manual_seed(0)
+    return {
+        "maxpool-tanh": (nn.Sequential(nn.Conv2d(1, 4, 3), nn.MaxPool2d(2), nn.Tanh(),
+                                       nn.Flatten(), nn.Linear(4 * 3 * 3, 10)),
+                         ["max pooling (1 place: aten::max_pool2d (", "- use AvgPool2d instead",
+                          "not covered (1 place: aten::tanh ("]),
+        "layernorm": (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.LayerNorm(144),
+                                    nn.Linear(144, 10)),
+                      ["not covered (1 place: aten::layer_norm (",
+                       "- rewrite it with the covered pieces"]),
+        "skip": (_Skip(), ["a residual or skip connection (1 place: aten::add (",
+                           "a branch point (a value used twice, where a skip connection starts)"]),
+    }
+
+
+@pytest.mark.parametrize("export", ["script", "trace"])
+@pytest.mark.parametrize("case", ["maxpool-tanh", "layernorm", "skip"])
+def test_a_torchscript_model_with_refused_ops_gets_the_one_line_refusal(case, export):
+    """Scripted or traced: every refused op named in the one refusal, with its advice; the
+    ops after a refused one have no shape and are not read (before: a KeyError on the
+    refused op's output)."""
+    from normbounds.errors import UnsupportedLayerError
+
+    model, expected = _refused_models()[case]
+    x = torch.rand(8, 1, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = (torch.jit.script(model.eval()) if export == "script"
+                    else torch.jit.trace(model.eval(), x[:1]))
+    with pytest.raises(UnsupportedLayerError) as info:
+        bounds.compute(scripted, x)
+    message = str(info.value)
+    assert message.startswith("the TorchScript model is not covered by the bounds (docs/bounds"
+                              ".md, \"Networks beyond CONV-L-H\"): ") and "\n" not in message
+    for part in expected:
+        assert part in message, (part, message)

@@ -16,6 +16,7 @@ dropout is the identity, which is the function a trained network computes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from normbounds.errors import UnsupportedLayerError
+from normbounds.errors import ModelInputError, UnsupportedLayerError
 from normbounds.measure.rules import (
     COVERED,
     Op,
@@ -160,14 +161,25 @@ def _shapes(model: nn.Module, in_shape: tuple[int, ...]) -> fx.GraphModule:
     param = next(model.parameters(), None)
     example = torch.zeros(1, *in_shape, dtype=param.dtype if param is not None else None,
                           device=param.device if param is not None else None)
+    fails_on(model, example)
+    with torch.no_grad():
+        ShapeProp(gm).propagate(example)  # the model ran on `example`: so does its graph
+    return gm
+
+
+def fails_on(model: nn.Module, example: torch.Tensor) -> None:
+    """Run `model` on `example` (no grad), first: a model that fails on the inputs is
+    the caller's mistake, said in one line with torch's own last message (ShapeProp would
+    print a traceback and hide that message in its own)."""
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(example)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnsupportedLayerError(f"{type(model).__name__} does not run on inputs of shape"
-                                    f" {tuple(in_shape)}: {first}") from None
-    return gm
+            model(example)
+    except Exception as err:  # any op can refuse the inputs; its message says why
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        last = re.sub(r"^\w+(Error|Exception): ", "", lines[-1]) if lines else type(err).__name__
+        name = getattr(model, "original_name", type(model).__name__)  # a ScriptModule's class
+        raise ModelInputError(f"{name} fails on inputs of shape {tuple(example.shape[1:])}:"
+                              f" {last}") from None
 
 
 def trace(model: nn.Module, in_shape: tuple[int, ...]) -> Traced:

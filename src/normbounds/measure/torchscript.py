@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from normbounds.measure.geometry import conv_side
+from normbounds.measure.graph import fails_on
 from normbounds.measure.rules import (
     Op,
     Refused,
@@ -102,12 +103,21 @@ ATEN: dict[str, Callable | str] = dispatch({
 }, "aten")
 
 
+def _example(module: torch.jit.ScriptModule, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """A zero batch of one input, on the dtype and device of the model's weights."""
+    param = next(iter(module.parameters()), None)
+    return torch.zeros(1, *in_shape, dtype=param.dtype if param is not None else None,
+                       device=param.device if param is not None else None)
+
+
 def trace_script(module: torch.jit.ScriptModule, in_shape: tuple[int, ...]) -> list[Op]:
     """The ops on the data path of a TorchScript model, in order (one error for all
     that are not covered)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still read
+        example = _example(module, in_shape)  # before freezing: weights still parameters
         frozen = torch.jit.freeze(module.eval())
+    fails_on(frozen, example)
     graph = frozen.graph
     data = {list(graph.inputs())[1]}
     shapes = {list(graph.inputs())[1]: tuple(in_shape)}
@@ -117,7 +127,10 @@ def trace_script(module: torch.jit.ScriptModule, in_shape: tuple[int, ...]) -> l
         feeds = [v for v in inputs if v in data]
         if not feeds:
             continue
-        where = f"{node.kind()} ({node.sourceRange().splitlines()[0].strip() or 'script'})"
+        # a traced model's source line reads "<file>(<line>): <function>": the place is
+        # the file and line, and ": " separates a place from its reason (rules.not_covered)
+        line = node.sourceRange().splitlines()[0].strip().split(": ")[0]
+        where = f"{node.kind()} ({line or 'script'})"
         for value in node.outputs():
             data.add(value)
         rule = ATEN.get(node.kind())
@@ -126,6 +139,8 @@ def trace_script(module: torch.jit.ScriptModule, in_shape: tuple[int, ...]) -> l
                 raise Refused(rule or "not covered")
             if len(feeds) > 1:
                 raise combines(len(feeds))
+            if feeds[0] not in shapes:  # after a refused op: already named, shape unknown
+                continue
             op = rule(inputs, shapes[feeds[0]], where)
         except Refused as why:
             problems.append(f"{where}: {why}")

@@ -263,3 +263,30 @@ def test_a_torchscript_model_with_refused_ops_gets_the_one_line_refusal(case, ex
                               ".md, \"Networks beyond CONV-L-H\"): ") and "\n" not in message
     for part in expected:
         assert part in message, (part, message)
+
+
+def test_a_reference_or_initial_network_of_other_layers_is_named_with_both_shapes():
+    """Graf's and Ledent's reference and dist_init's initialisation are read by one helper
+    (network.weights_of); a network of other layers is refused by both, naming its role."""
+    x, y = torch.rand(12, 1, 8, 8), torch.arange(12) % 4
+    torch.manual_seed(1)
+    other = nn.Sequential(nn.Conv2d(1, 2, 2, bias=False), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 7 * 7, 4, bias=False))
+    shapes = "[(2, 1, 2, 2), (4, 98)] do not match the network's [(3, 1, 2, 2), (4, 147)]"
+    with pytest.raises(InputError) as info:
+        bounds.compute(_model(), x, reference=other)
+    assert str(info.value) == (f"the reference network's layers {shapes}: pass a network of"
+                               " the same architecture")
+    with pytest.raises(InputError) as info:
+        assess(_model(), x, y, init=other)
+    assert str(info.value) == (f"the initial network's layers {shapes}: pass a network of the"
+                               " same architecture")
+
+
+def test_the_reference_and_the_initialisation_are_read_alike():
+    """The same network as reference and as initialisation: Graf's l21 distances and
+    dist_init come from the same weights (both zero for the network itself)."""
+    x, y = torch.rand(12, 1, 8, 8), torch.arange(12) % 4
+    row = assess(_model(), x, y, reference=_model(), init=_model())
+    assert row["dist_init_l1"] == row["dist_init_l2"] == 0.0
+    assert row["a_l1"] == row["a_l2"] == 0.0  # Ledent's sums of ||W - M|| per filter

@@ -124,5 +124,3 @@ def test_statuses_follow_the_lipschitz_option_and_the_reference():
     assert formulas.statuses_of(given)["ledent"] == "fixed-class"
     declared = bounds.compute(model, x, reference=reference, reference_independent=True)
     assert formulas.statuses_of(declared)["graf"] == "theorem"
-    assert formulas.label("graf", formulas.statuses_of(given)) == \
-        "Graf et al. 2022 [conditional]"

@@ -10,7 +10,7 @@ import pytest
 from normbounds.config import Entry
 from normbounds.measure import formulas
 from normbounds.paths import Paths
-from normbounds.report import plots
+from normbounds.report import legend, plots
 from normbounds.report.reports import finding_markdown, load_results, summary, summary_markdown
 
 ENTRIES = [Entry(2, w, s) for w in (4, 8) for s in (0, 1)]
@@ -49,25 +49,28 @@ def test_figure1_has_one_panel_per_entry_and_marks_hidden_points(tmp_path, resul
     titles = sorted(ax.get_title() for ax in fig.axes)
     assert titles == ["CONV-2-4", "CONV-2-8"]
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
-    legend = fig.legends[0]
-    assert [t.get_text() for t in legend.get_texts()] == [formulas.label(k) for k in plots.CURVES]
-    assert plots.HIDDEN_NOTE in legend.get_title().get_text()
-    assert "mean over 2 seeds" in legend.get_title().get_text()
+    drawn = fig.legends[0]
+    assert [t.get_text() for t in drawn.get_texts()] == [legend.label(k) for k in plots.CURVES]
+    assert plots.HIDDEN_NOTE in drawn.get_title().get_text()
+    assert "mean over 2 seeds" in drawn.get_title().get_text()
     assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.pdf").stat().st_size > 0
 
 
 def test_the_valid_figure_draws_theorems_solid_and_figure1_dashes_the_rest(tmp_path, results):
     fig = plots.figure_valid(results, tmp_path / "v.png")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels == [formulas.label(k) for k in plots.valid_curves(results)]
+    assert labels == [legend.label(k) for k in plots.valid_curves(results)]
     assert labels[:3] == ["Our bound, corrected", "Golowich et al., corrected", "Graf et al. 2022"]
     assert labels[-1] == "Held-out bound (test set)"
     figure1 = plots.figure1(results, tmp_path / "f.png")
     styles = {line.get_label(): line.get_linestyle() for line in figure1.axes[0].lines}
     # the paper's five curves: only graf is a theorem, the others say what they are, dashed
-    assert [formulas.label(k) for k in formulas.FIGURE1] == [
+    assert [legend.label(k) for k in formulas.FIGURE1] == [
         "Our bound [printed]", "Golowich et al. 2020 [printed]", "Long & Sedghi 2020 [proxy]",
         "Graf et al. 2022", "Ledent et al. 2021 [fixed-class]"]
+    # the statuses a row carries win over the registry's: a reference read from the data
+    assert legend.label("graf", {"graf": "conditional"}) == "Graf et al. 2022 [conditional]"
+    assert set(legend.LEGEND) >= set(formulas.BOUND_NAMES)  # every bound has its look
     assert styles["Graf et al. 2022"] == "-" and styles["Our bound [printed]"] == "--"
     assert (tmp_path / "v.png").stat().st_size > 0
 

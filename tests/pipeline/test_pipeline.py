@@ -7,7 +7,7 @@ import yaml
 from normbounds.config import Entry
 from normbounds.measure import formulas
 from normbounds.paths import Paths
-from normbounds.report import plots
+from normbounds.report import legend, plots
 
 from pipeline_helpers import REPO
 
@@ -59,7 +59,7 @@ def test_dvc_plots_read_the_bounds_registry():
     assert template["encoding"]["y"]["scale"] == {"type": "log"}
     colours = template["encoding"]["color"]["scale"]
     assert colours["domain"] == plots.DVC_CURVES
-    assert colours["range"] == [formulas.colour(n) for n in plots.DVC_CURVES]
+    assert colours["range"] == [legend.colour(n) for n in plots.DVC_CURVES]
     assert len(set(colours["range"])) == len(colours["range"])  # one colour per curve
 
 

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from normbounds.errors import InputError
 from normbounds.measure.bounds import compute
 from normbounds.measure.certificates import certificate, held_out_bound, margin_key
 from normbounds.measure.flatness import (
@@ -26,8 +25,14 @@ from normbounds.measure.flatness import (
     sigma_search,
 )
 from normbounds.measure.formulas import HELD_OUT, HELD_OUT_STATUS, status_column
-from normbounds.measure.layers import LayerSpec, frobenius
-from normbounds.measure.network import Network, describe, eval_mode, image_shape, read_network
+from normbounds.measure.layers import frobenius
+from normbounds.measure.network import (
+    Network,
+    eval_mode,
+    image_shape,
+    read_network,
+    weights_of,
+)
 from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import Loss, data_pass
 from normbounds.measure.statistics import data_statistics
@@ -92,21 +97,11 @@ def _test_pass(network: Network, test: tuple, batch: int, loss: Loss | None):
                      loss=loss)
 
 
-def paired_weights(network: Network, other: nn.Module) -> list[tuple[LayerSpec, torch.Tensor]]:
-    """Each layer of `network` with the same layer's weight in `other` (a network of the
-    same layers, e.g. the initialisation), on the network's device."""
-    specs = network.specs
-    refs = describe(other, network.in_shape)
-    if [r.weight.shape for r in refs] != [s.weight.shape for s in specs]:
-        raise InputError("the initial network's layers do not match the network's shapes")
-    return [(s, r.weight.to(s.weight.device)) for s, r in zip(specs, refs, strict=True)]
-
-
 def init_distances(network: Network, init: nn.Module) -> dict[str, float]:
     """dist_init_l<l> = ||W_l - W_l^0||_F per layer, W^0 the initialisation `init` (a
     network of the same layers)."""
     return {f"dist_init_l{s.index}": frobenius(s.weight - w0)
-            for s, w0 in paired_weights(network, init)}
+            for s, w0 in zip(network.specs, weights_of(network, init, "initial"), strict=True)}
 
 
 def controls(model: nn.Module, x: torch.Tensor, y: torch.Tensor, init: nn.Module,
@@ -116,9 +111,8 @@ def controls(model: nn.Module, x: torch.Tensor, y: torch.Tensor, init: nn.Module
     pacbayes_mag_init at sigma' (w and w0: every layer's weight, flattened)."""
     network = read_network(model, image_shape(x))
     x, y = network.inputs(x), network.labels(y, len(x))
-    pairs = paired_weights(network, init)
-    w = torch.cat([s.weight.flatten() for s, _ in pairs])
-    w0 = torch.cat([r.flatten() for _, r in pairs])
+    w = torch.cat([s.weight.flatten() for s in network.specs])
+    w0 = torch.cat([r.flatten() for r in weights_of(network, init, "initial")])
     row: dict[str, float] = {"controls_n": len(x), "controls_mc": cfg.mc_samples}
     found = {"pacbayes_sigma": sigma_search(model, x, y, magnitude=False, cfg=cfg),
              "pacbayes_mag_sigma": sigma_search(model, x, y, magnitude=True, cfg=cfg),

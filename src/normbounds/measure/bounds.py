@@ -31,7 +31,13 @@ from normbounds.measure.lipschitz import (
     spectral_norm,
 )
 from normbounds.measure.logspace import exp, log
-from normbounds.measure.network import Network, describe, eval_mode, image_shape, read_network
+from normbounds.measure.network import (
+    Network,
+    eval_mode,
+    image_shape,
+    read_network,
+    weights_of,
+)
 from normbounds.measure.options import BoundConfig, bound_config
 from normbounds.measure.passes import data_pass
 from normbounds.measure.statistics import data_statistics
@@ -89,16 +95,6 @@ def chosen_sigmas(sigmas: list[Sigma], specs: list[LayerSpec], cfg: BoundConfig)
                 f" {cfg.lanczos_tol:g} on layer {sp.index} within bound.lanczos_max_steps ="
                 f" {cfg.lanczos_max_steps} products; raise it, or use lipschitz: certified")
     return [s.lower for s in sigmas]
-
-
-def _reference_weights(specs: list[LayerSpec], reference: nn.Module | None,
-                       in_shape: tuple[int, ...]) -> list[torch.Tensor]:
-    if reference is None:
-        return [torch.zeros_like(s.weight) for s in specs]
-    refs = [s.weight for s in describe(reference, in_shape)]
-    if [r.shape for r in refs] != [s.weight.shape for s in specs]:
-        raise InputError("the reference network's layers do not match the network's shapes")
-    return [r.to(s.weight.device) for r, s in zip(refs, specs, strict=True)]
 
 
 STATS_KEYS = ("m", "P", "S", "input_shape")  # what the bounds read (X is reported only)
@@ -193,7 +189,8 @@ def compute(model: nn.Module, train_x: torch.Tensor | None = None, *,
     log_rho_c = log_hidden + log(head_blk)
     both = lipschitz_constants(specs, bc)
     sigmas = chosen_sigmas(both, specs, bc)
-    refs = _reference_weights(specs, reference, network.in_shape)
+    refs = ([torch.zeros_like(s.weight) for s in specs] if reference is None  # M_l = 0
+            else weights_of(network, reference, "reference"))
     diffs = [s.weight - r for s, r in zip(specs, refs, strict=True)]
     l21s = [l21(w) for w in diffs]
     a = [filter_norm_sum(w, s.kind) for w, s in zip(diffs, specs, strict=True)]

@@ -1,9 +1,10 @@
 """The paper's bound (as printed and corrected), the prior bounds, and the BOUNDS registry.
 
 Each bound is one function of scalar ingredients, exactly as docs/bounds.md
-states it; `BOUNDS` lists them once with their label, colour and `status`, and
-everything else (evaluation, metrics, reports, figures, studies, the CLI, the
-DVC plot template, tests) reads that list. The status says what a number is
+states it; `BOUNDS` lists them once with their `status`, and everything else
+(evaluation, metrics, reports, figures, studies, the CLI, the DVC plot template,
+tests) reads that list. How a figure names and colours them is presentation: the
+report wing's table (report/legend.py). The status says what a number is
 (docs/bounds.md, "Validity"):
 
 - theorem: holds with probability >= 1 - delta for the trained network itself;
@@ -184,11 +185,10 @@ class Ingredients:
 
 @dataclass(frozen=True)
 class Bound:
-    """One bound: its results column, figure label and colour, status and formula."""
+    """One bound: its results column, status and formula (its figure label and colour are
+    the report wing's: report/legend.py)."""
 
     name: str
-    label: str
-    colour: str  # hex, for matplotlib and the DVC (Vega-Lite) plot template alike
     status: str  # one of STATUSES
     formula: Callable[[Ingredients], float]
     figure1: bool = False  # one of the five curves of the paper's Figure 1
@@ -197,23 +197,23 @@ class Bound:
 
 
 BOUNDS: tuple[Bound, ...] = (
-    Bound("ours", "Our bound", "#d62728", "printed", lambda q: ours(
+    Bound("ours", "printed", lambda q: ours(
         q.log_rho, q.depth_d, q.degs, q.preds, q.num_classes, q.P, q.m, q.gamma, q.delta),
         figure1=True),
-    Bound("ours_corrected", "Our bound, corrected", "#7f0000", "theorem", lambda q:
+    Bound("ours_corrected", "theorem", lambda q:
           ours_corrected(q.log_rho_c, q.depth_d, q.preds, q.head_positions, q.num_classes,
                          q.P, q.m, q.gamma, q.delta)),
-    Bound("golowich", "Golowich et al. 2020", "#1f77b4", "printed", lambda q: golowich(
+    Bound("golowich", "printed", lambda q: golowich(
         q.log_rho_g, q.depth_d, q.num_classes, q.S, q.m, q.gamma, q.delta), figure1=True),
-    Bound("golowich_corrected", "Golowich et al., corrected", "#08306b", "theorem", lambda q:
+    Bound("golowich_corrected", "theorem", lambda q:
           golowich_corrected(q.log_rho_gc, q.depth_d, q.num_classes, q.S, q.m, q.gamma,
                              q.delta)),
-    Bound("long_sedghi", "Long & Sedghi 2020", "#2ca02c", "proxy", lambda q: long_sedghi(
+    Bound("long_sedghi", "proxy", lambda q: long_sedghi(
         q.sigmas, q.n_params, q.m, q.delta), figure1=True, uses_sigma=True),
-    Bound("graf", "Graf et al. 2022", "#9467bd", "theorem", lambda q: graf(
+    Bound("graf", "theorem", lambda q: graf(
         q.sigmas, q.l21s, q.S, q.m, q.n_max, q.gamma, q.delta), figure1=True, uses_sigma=True,
         uses_reference=True),
-    Bound("ledent", "Ledent et al. 2021", "#8c564b", "fixed-class", lambda q: ledent(
+    Bound("ledent", "fixed-class", lambda q: ledent(
         q.sigmas, q.a, q.b, q.sides_in, q.positions, q.out_channels, q.m, q.gamma, q.delta),
         figure1=True, uses_sigma=True, uses_reference=True),
 )
@@ -226,14 +226,6 @@ HELD_OUT_STATUS = "theorem (held-out)"
 STATUS_MEANINGS[HELD_OUT_STATUS] = ("holds with probability >= 1 - delta: the test points were"
                                     " never seen in training")
 
-# The measured curves drawn beside the bounds: name -> (label, colour).
-MEASURED: dict[str, tuple[str, str]] = {
-    "train_error": ("Train error", "#000000"),
-    "test_error": ("Test error", "#7f7f7f"),
-    "gap": ("Generalization gap", "#ff7f0e"),
-    "margin_error": ("Margin error", "#e377c2"),
-    HELD_OUT: ("Held-out bound (test set)", "#17becf"),
-}
 # The DVC metrics of an entry: what review reads. Per-layer ingredients, the margin
 # grid and solver counters stay in the results CSVs.
 HEADLINE: tuple[str, ...] = ("train_error", "test_error", "gap", "margin_error",
@@ -268,20 +260,6 @@ def status(name: str, given: Mapping[str, str] | None = None) -> str:
     if name in BOUND_NAMES:
         return (given or {}).get(name, bound(name).status)
     return HELD_OUT_STATUS if name == HELD_OUT else ""
-
-
-def label(name: str, given: Mapping[str, str] | None = None) -> str:
-    """The legend label of a bound, with its status unless a theorem ('Our bound
-    [printed]'), or of a measured curve."""
-    if name not in BOUND_NAMES:
-        return MEASURED[name][0]
-    value = status(name, given)
-    return bound(name).label if value == "theorem" else f"{bound(name).label} [{value}]"
-
-
-def colour(name: str) -> str:
-    """The colour of a bound or a measured curve, the same in every figure."""
-    return bound(name).colour if name in BOUND_NAMES else MEASURED[name][1]
 
 
 def status_column(name: str) -> str:

@@ -254,3 +254,15 @@ def input_shape(model: nn.Module, in_shape: tuple[int, ...] | None) -> tuple[int
     if arch is None:
         raise InputError("the input shape is unknown: pass train_x (or in_shape=(c, n, n))")
     return tuple(arch.in_shape)
+
+
+def weights_of(network: Network, other: nn.Module, role: str) -> list[torch.Tensor]:
+    """The weight of each of `network`'s layers in `other`, a network of the same layers
+    (the reference M_l of Graf's and Ledent's bounds, the initialisation W^0 of dist_init),
+    read the same way and moved to the network's device; `role` names `other` in the error."""
+    specs, refs = network.specs, describe(other, network.in_shape)
+    mine, theirs = ([tuple(s.weight.shape) for s in found] for found in (specs, refs))
+    if theirs != mine:
+        raise InputError(f"the {role} network's layers {theirs} do not match the network's"
+                         f" {mine}: pass a network of the same architecture")
+    return [r.weight.to(s.weight.device) for r, s in zip(refs, specs, strict=True)]

@@ -25,11 +25,10 @@ from normbounds.measure.formulas import (  # noqa: E402
     BOUND_NAMES,
     FIGURE1,
     HELD_OUT,
-    colour,
-    label,
     status,
     statuses_of,
 )
+from normbounds.report.legend import colour, label  # noqa: E402
 from normbounds.report.reports import final_rows  # noqa: E402
 
 MEASURED_CURVES = ["train_error", "test_error", "gap"]

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from normbounds.measure.formulas import BOUND_NAMES, colour
+from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.measures import BASELINE_STATUS, CONTROL_STATUS, MEASURE_STATUS
+from normbounds.report.legend import colour
 from normbounds.report.plots import plt, save
 from normbounds.report.ranking_claims import CERTIFICATE
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from normbounds.config import Config, load_params
-from normbounds.measure.formulas import BOUND_NAMES, label, statuses_of
+from normbounds.measure.formulas import BOUND_NAMES, statuses_of
 from normbounds.paths import Paths
+from normbounds.report.legend import label
 from normbounds.report.plots import plt, save, style
 from normbounds.report.ranking_claims import SPARSITY
 from normbounds.report.ranking_study import ranking_figure, ranking_markdown

@@ -30,13 +30,9 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 
 setup: $(VENV)/.installed
 
-# --no-compile: Python compiles each module when it is first imported; most of the files
-# of torch and its CUDA libraries never are, and compiling them all took a CPU minute
-INSTALL = install --no-compile
-
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip $(INSTALL) -e '.[pipeline,test]'
+	$(VENV)/bin/pip install -e '.[pipeline,test]'
 	touch $@
 
 repro: setup
@@ -58,8 +54,8 @@ BASE_TORCH ?= 2.13.0
 $(BASE_VENV)/.installed: pyproject.toml Makefile $(shell find src -name '*.py')
 	rm -rf $(BASE_VENV)
 	$(PYTHON) -m venv $(BASE_VENV)
-	$(BASE_VENV)/bin/pip $(INSTALL) -q torch==$(BASE_TORCH)
-	$(BASE_VENV)/bin/pip $(INSTALL) -q . pytest pytest-xdist
+	$(BASE_VENV)/bin/pip install -q torch==$(BASE_TORCH)
+	$(BASE_VENV)/bin/pip install -q . pytest pytest-xdist
 	@$(BASE_VENV)/bin/python -c 'import torch; v = torch.__version__.split("+")[0]; \
 		assert v == "$(BASE_TORCH)", f"$(BASE_VENV) has torch {v}, not $(BASE_TORCH)"'
 	touch $@

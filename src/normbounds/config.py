@@ -22,6 +22,7 @@ from normbounds.losses import LOSSES
 from normbounds.measure.geometry import conv_side
 from normbounds.measure.options import BoundConfig
 from normbounds.precision import COMPILE_MODES, PRECISIONS
+from normbounds.variants import overlay, variant_overrides
 
 SEED_MAX = 2**32 - 1
 SEED_WHY = "(NumPy's seeds are 32-bit)"
@@ -250,32 +251,6 @@ def _check_architecture(cfg: Config) -> None:
                     f" checkpoint); at most {MAX_WEIGHTS:.3g} weights")
 
 
-# no "." (DVC reads variants.a.b as a nested key) and no "-" (stage names join with it)
-_VARIANT_NAME = re.compile(r"[A-Za-z0-9_]+")
-
-
-def _overlay(raw: dict, over: dict) -> dict:
-    """params with a variant's sections laid over them key by key."""
-    out = dict(raw)
-    for section, values in over.items():
-        base = out.get(section) or {}
-        out[section] = {**base, **values} if isinstance(values, dict) else values
-    return out
-
-
-def _variants(raw: dict) -> dict[str, dict]:
-    variants = raw.get("variants") or {}
-    if not isinstance(variants, dict):
-        raise ConfigError("params.yaml: variants must map a name to section overrides,"
-                          f" got {variants!r}")
-    for name, over in variants.items():
-        require(isinstance(name, str) and bool(_VARIANT_NAME.fullmatch(name)), "variants",
-                 name, "variant names use letters, digits and '_' only")
-        require(isinstance(over, dict) and all(isinstance(v, dict) for v in over.values()),
-                 f"variants.{name}", over, "must map sections to {key: value} overrides")
-    return variants
-
-
 def parse_params(raw: Any, variant: str | None = None) -> Config:
     """Validate an already-parsed params mapping (what params.yaml holds).
 
@@ -286,17 +261,17 @@ def parse_params(raw: Any, variant: str | None = None) -> Config:
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         return build(Config, raw, "")  # raises the "must be a mapping" error
-    variants = _variants(raw)
+    variants = variant_overrides(raw)
     base = {k: v for k, v in raw.items() if k != "variants"}
     for name, over in variants.items():
         try:
-            build(Config, _overlay(base, over), "").check()
+            build(Config, overlay(base, over), "").check()
         except ConfigError as err:
             raise ConfigError(f"{err} (in variants.{name})") from None
     if variant is not None and variant not in variants:
         raise ConfigError(f"params.yaml: variant {variant!r} is not defined; variants: "
                           + (", ".join(variants) or "none"))
-    cfg = build(Config, _overlay(base, variants.get(variant, {})), "")
+    cfg = build(Config, overlay(base, variants.get(variant, {})), "")
     cfg.check()
     return dataclasses.replace(cfg, variants=tuple(variants))
 

@@ -42,6 +42,8 @@ NOT_NUMERIC: dict[str, str] = {
                                 " a wrong feature_sides fails the head's first product",
     "src/normbounds/constraints.py": "the params' limits and their messages: accept or refuse",
     "src/normbounds/paramfile.py": "reads the YAML; the values it yields are in the fingerprint",
+    "src/normbounds/variants.py": "lays a study variant's overrides over its params; the values"
+                                  " they yield are in the fingerprint",
     "src/normbounds/errors.py": "error classes and messages",
     "src/normbounds/progress.py": "progress bars and log lines",
     "src/normbounds/paths.py": "where files live; the train data's digest is in the fingerprint",

@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata
 import inspect
 import io
+import pickle
 import typing
 import warnings
 import zipfile
@@ -28,7 +29,7 @@ from normbounds import checkpoints, review
 from normbounds.config import BaseConfig, DataConfig
 from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
-from normbounds.errors import InputError
+from normbounds.errors import ConfigError, InputError
 from normbounds.io import load_torch, write_json, write_text
 from normbounds.measure.assessment import assess, finite_or_none
 from normbounds.measure.formulas import HELD_OUT, STATUS_MEANINGS, status, statuses_of
@@ -66,17 +67,37 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def _refuse_pickled(path: Path, what: str) -> None:
+    """A user's file that holds pickled objects (`torch.save(model)`): refused, since
+    unpickling runs code, with what to save instead; never advice to delete it."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{what} {path}: holds pickled Python objects (a torch.save(model)?),"
+                         " which are not loaded, since unpickling can run any code; save"
+                         " model.state_dict() and pass it with --weights beside MODEL"
+                         " package.module:function, or save TorchScript"
+                         " (torch.jit.script(model).save(...))") from None
+    except Exception:  # not found, truncated: load_torch names these
+        return
+
+
 def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
-               width: int | None) -> nn.Module:
+               width: int | None, untrained: bool = False) -> nn.Module:
     """MODEL -> a module in eval mode (see the module docstring for the three forms)."""
     path = Path(spec)
     if not path.exists() and ":" in spec:
         fn = load_factory(spec, "MODEL")
+        if weights is None and not untrained:
+            raise InputError(f"MODEL {spec}: a factory without --weights is an untrained"
+                             " network; pass --weights state_dict.pt, or --untrained to"
+                             " measure the initialisation itself")
         given = {"in_shape": tuple(data.x.shape[1:]), "num_classes": int(data.y.max()) + 1,
                  "depth": depth, "width": width}
         wanted = inspect.signature(fn).parameters
         model = fn(**{k: v for k, v in given.items() if k in wanted})
         if weights is not None:
+            _refuse_pickled(Path(weights), "--weights")
             state = load_torch(Path(weights))
             try:
                 model.load_state_dict(state.get("model", state) if isinstance(state, dict)
@@ -91,6 +112,7 @@ def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
         with warnings.catch_warnings():  # torch.jit is deprecated, and still what users save
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location="cpu").eval()
+    _refuse_pickled(path, "MODEL")
     model, _ = checkpoints.load(path)
     return model
 
@@ -120,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="data set name, image folder, or .pt file of x and y")
     cmd.add_argument("--root", default="data/raw", help="where torchvision data sets live")
     cmd.add_argument("--weights", help="a state_dict file for a factory MODEL")
+    cmd.add_argument("--untrained", action="store_true", help="a factory MODEL without"
+                     " --weights: measure its initialisation (refused otherwise)")
     cmd.add_argument("--depth", type=int, help="passed to a factory that takes it")
     cmd.add_argument("--width", type=int, help="passed to a factory that takes it")
     defaults = BoundConfig()
@@ -210,6 +234,29 @@ def _write_row(row: dict, out: Path) -> None:
     write_text(text.getvalue(), out)
 
 
+# the command line's flag of each option it passes on (a bad value names the flag)
+FLAGS = {"bound.gamma": "--gamma", "bound.gammas": "--gammas", "bound.delta": "--delta",
+         "bound.lipschitz": "--lipschitz", "bound.eval_batch_size": "--batch-size",
+         "base.threads": "--threads"}
+
+
+def _options(args: argparse.Namespace) -> tuple[BoundConfig, BaseConfig]:
+    """The bound options and the torch set-up of the flags, checked; a bad value is named
+    by its flag, not by the params.yaml key it would have in the pipeline."""
+    try:
+        params = BoundConfig(gamma=args.gamma, gammas=tuple(args.gammas), delta=args.delta,
+                             lipschitz=args.lipschitz, eval_batch_size=args.batch_size)
+        params.check()
+        base = BaseConfig(device="cpu", threads=args.threads)
+        base.check()
+    except ConfigError as err:
+        key = getattr(err, "key", None)
+        if key not in FLAGS:
+            raise
+        raise InputError(f"{FLAGS[key]} {err.value!r} is invalid: {err.allowed}") from None
+    return params, base
+
+
 def run(argv: list[str] | None = None) -> dict:
     args = _parser().parse_args(argv)
     if args.command == "review":
@@ -218,12 +265,10 @@ def run(argv: list[str] | None = None) -> dict:
         return {"review": text}
     if args.out is not None and Path(args.out).suffix not in (".json", ".csv"):
         raise InputError(f"--out {args.out}: must end in .json or .csv")
-    params = BoundConfig(gamma=args.gamma, gammas=tuple(args.gammas), delta=args.delta,
-                         lipschitz=args.lipschitz, eval_batch_size=args.batch_size)
-    params.check()
-    setup_torch(BaseConfig(device="cpu", threads=args.threads))
+    params, base = _options(args)
+    setup_torch(base)
     data = read_data(args.data, args.root)
-    model = read_model(args.model, args.weights, data, args.depth, args.width)
+    model = read_model(args.model, args.weights, data, args.depth, args.width, args.untrained)
     network = read_network(model, tuple(data.x.shape[1:]))
     x = network.inputs(data.x, "--data")  # checked here, so an error names --data
     test = None

@@ -24,8 +24,11 @@ _OPEN = {"both": "[]", "left": "[)", "right": "(]", "neither": "()"}
 
 
 def fail(key: str, value: Any, allowed: str) -> None:
-    """The one message of a bad parameter value."""
-    raise ConfigError(f"params.yaml: {key} = {value!r} is invalid: {allowed}")
+    """The one message of a bad parameter value; the error keeps key, value and allowed, so
+    a command line can name its own flag instead (cli.py)."""
+    err = ConfigError(f"params.yaml: {key} = {value!r} is invalid: {allowed}")
+    err.key, err.value, err.allowed = key, value, allowed
+    raise err
 
 
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:

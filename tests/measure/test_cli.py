@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from normbounds import cli
+from normbounds.errors import InputError
 from normbounds.measure import bounds, formulas
 from normbounds.measure.certificates import grid_key, held_out_bound, margin_key
 from normbounds.measure.options import BoundConfig
@@ -158,3 +159,44 @@ def test_console_script_errors_are_one_line(user_files, tmp_path):
     run = subprocess.run([script, "bounds", "usermodel:build", "--data", "data.pt", "--out",
                           "o.txt"], capture_output=True, text=True)
     assert run.stderr.strip() == "error: --out o.txt: must end in .json or .csv"
+
+
+def test_the_cli_names_its_own_flags_not_params_yaml(user_files, tmp_path):
+    _, x, _ = user_files
+    torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
+    base = ["bounds", "usermodel:build", "--weights", "weights.pt", "--data", "data.pt"]
+    for flags, message in ((["--gamma", "0"], "--gamma 0.0 is invalid: must be > 0"),
+                           (["--threads", "0"], "--threads 0 is invalid: must be >= 1"),
+                           (["--delta", "2"], "--delta 2.0 is invalid: must be in (0, 1)")):
+        with pytest.raises(InputError) as info:
+            cli.run([*base, *flags])
+        assert str(info.value) == message
+
+
+def test_a_factory_without_weights_is_refused_unless_untrained(user_files, tmp_path):
+    model, x, _ = user_files
+    torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
+    with pytest.raises(InputError) as info:
+        cli.run(["bounds", "usermodel:build", "--data", "data.pt"])
+    assert str(info.value) == (
+        "MODEL usermodel:build: a factory without --weights is an untrained network; pass"
+        " --weights state_dict.pt, or --untrained to measure the initialisation itself")
+    row = cli.run(["bounds", "usermodel:build", "--untrained", "--data", "data.pt"])
+    assert row["ours_corrected"] > 0  # the initialisation, as asked
+
+
+def test_a_pickled_model_is_refused_without_advice_to_delete_it(user_files, tmp_path):
+    model, x, _ = user_files
+    torch.save({"x": x, "y": torch.arange(15) % 3}, tmp_path / "data.pt")
+    torch.save(model, tmp_path / "whole.pt")  # the whole module, pickled
+    advice = (": holds pickled Python objects (a torch.save(model)?), which are not loaded,"
+              " since unpickling can run any code; save model.state_dict() and pass it with"
+              " --weights beside MODEL package.module:function, or save TorchScript"
+              " (torch.jit.script(model).save(...))")
+    with pytest.raises(InputError) as info:
+        cli.run(["bounds", "whole.pt", "--data", "data.pt"])
+    assert str(info.value) == "MODEL whole.pt" + advice
+    with pytest.raises(InputError) as info:
+        cli.run(["bounds", "usermodel:build", "--weights", "whole.pt", "--data", "data.pt"])
+    assert str(info.value) == "--weights whole.pt" + advice
+    assert "delete" not in str(info.value) and (tmp_path / "whole.pt").is_file()

@@ -33,7 +33,7 @@ from normbounds.errors import ConfigError, InputError
 from normbounds.io import load_torch, write_json, write_text
 from normbounds.measure.assessment import assess, finite_or_none
 from normbounds.measure.formulas import HELD_OUT, STATUS_MEANINGS, status, statuses_of
-from normbounds.measure.network import read_network
+from normbounds.measure.network import class_labels, image_shape, read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.models import load_factory
 from normbounds.runtime import run_stage, setup_torch
@@ -52,11 +52,22 @@ def read_data(spec: str, root: str, split: str = "train") -> Split:
         blob = load_torch(path)
         if not isinstance(blob, dict) or not {"x", "y"} <= set(blob):
             raise InputError(f"{path}: expected a dict with tensors x (N, c, n, n) and y (N,)")
+        _check_file_tensors(path, blob["x"], blob["y"])
         split = checked_tensors(path, blob["x"], blob["y"], "x", "y")
     else:
         raise InputError(f"--data {spec!r}: not a data set name ({', '.join(DATASETS)}), a"
                          " folder or a file")
     return Split(preprocess(split.x, DataConfig()), split.y)
+
+
+def _check_file_tensors(path: Path, x: object, y: object) -> None:
+    """The API's own checks of a data file's x and y, each mistake with its own message."""
+    image_shape(x, f"{path}: x")
+    if len(x) == 0:
+        raise InputError(f"{path}: x: holds no images (shape {tuple(x.shape)})")
+    if x.is_floating_point() and not x.isfinite().all():
+        raise InputError(f"{path}: x: holds nan or inf; pass finite images")
+    class_labels(y, len(x), f"{path}: y")
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -269,7 +280,7 @@ def run(argv: list[str] | None = None) -> dict:
     setup_torch(base)
     data = read_data(args.data, args.root)
     model = read_model(args.model, args.weights, data, args.depth, args.width, args.untrained)
-    network = read_network(model, tuple(data.x.shape[1:]))
+    network = read_network(model, image_shape(data.x, "--data"))
     x = network.inputs(data.x, "--data")  # checked here, so an error names --data
     test = None
     if args.test is not None:

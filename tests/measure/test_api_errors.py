@@ -11,7 +11,6 @@ from torch import nn
 
 from normbounds import cli
 from normbounds.errors import (
-    DatasetError,
     InputError,
     MissingDependencyError,
     NormboundsError,
@@ -126,17 +125,20 @@ def factory(tmp_path, monkeypatch):
     sys.modules.pop("emptyerr", None)
 
 
-def test_cli_data_files_are_checked_like_the_tensors_data_set(factory):
+def test_cli_data_files_name_each_mistake(factory):
     x, y = torch.rand(6, 1, 8, 8), torch.arange(6) % 3
-    bad = {"empty.pt": {"x": x[:0], "y": y[:0]}, "short.pt": {"x": x, "y": y[:4]},
-           "nan.pt": {"x": torch.full_like(x, float("inf")), "y": y},
-           "float_labels.pt": {"x": x, "y": y.float()}}
-    for name, blob in bad.items():
+    bad = {"empty.pt": ({"x": x[:0], "y": y[:0]}, "x: holds no images (shape (0, 1, 8, 8))"),
+           "short.pt": ({"x": x, "y": y[:4]},
+                        "y: expected 6 integer class labels, shape (6,), got (4,) torch.int64"),
+           "nan.pt": ({"x": torch.full_like(x, float("inf")), "y": y},
+                      "x: holds nan or inf; pass finite images"),
+           "float_labels.pt": ({"x": x, "y": y.float()}, "y: expected 6 integer class labels,"
+                               " shape (6,), got (6,) torch.float32")}
+    for name, (blob, message) in bad.items():
         torch.save(blob, factory / name)
-        with pytest.raises(DatasetError) as err:
+        with pytest.raises(InputError) as err:
             cli.run(["bounds", "emptyerr:build", "--data", name])
-        assert str(err.value) == (f"{name}: x must be (N, c, n, n) finite images with N >= 1"
-                                  " and y (N,) integer labels >= 0")
+        assert str(err.value) == f"{name}: {message}"
 
 
 def test_an_exception_without_a_message_still_gives_one_line(factory):
@@ -290,3 +292,18 @@ def test_the_reference_and_the_initialisation_are_read_alike():
     row = assess(_model(), x, y, reference=_model(), init=_model())
     assert row["dist_init_l1"] == row["dist_init_l2"] == 0.0
     assert row["a_l1"] == row["a_l2"] == 0.0  # Ledent's sums of ||W - M|| per filter
+
+
+@pytest.mark.parametrize("form", ["module", "script"])
+def test_non_square_images_are_refused_before_any_pass(form):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 18, 10))
+    if form == "script":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.script(model)
+    with pytest.raises(InputError) as info:  # before: a reshape error deep in the passes
+        bounds.compute(model, torch.rand(10, 1, 28, 20))
+    assert str(info.value) == (
+        "train_x: the bounds read square images (n x n pixels); got 28 x 20 (shape (10, 1, 28,"
+        " 20)): pad or crop them to a square, as the model should then see them")

@@ -200,3 +200,26 @@ def test_a_pickled_model_is_refused_without_advice_to_delete_it(user_files, tmp_
         cli.run(["bounds", "usermodel:build", "--weights", "whole.pt", "--data", "data.pt"])
     assert str(info.value) == "--weights whole.pt" + advice
     assert "delete" not in str(info.value) and (tmp_path / "whole.pt").is_file()
+
+
+@pytest.mark.parametrize(("x", "y", "message"), [
+    (torch.rand(6, 1, 8, 6), torch.arange(6) % 3,
+     "data.pt: x: the bounds read square images (n x n pixels); got 8 x 6 (shape (6, 1, 8, 6)):"
+     " pad or crop them to a square, as the model should then see them"),
+    (torch.rand(6, 8, 8), torch.arange(6) % 3,
+     "data.pt: x: expected a batch of images of shape (N, c, n, n), N images of c channels and"
+     " n x n pixels; got shape (6, 8, 8) (one channel? add its axis: x.unsqueeze(1))"),
+    (torch.rand(6, 1, 8, 8), torch.arange(5) % 3,
+     "data.pt: y: expected 6 integer class labels, shape (6,), got (5,) torch.int64"),
+    (torch.rand(6, 1, 8, 8), torch.arange(6) - 1.0,
+     "data.pt: y: expected 6 integer class labels, shape (6,), got (6,) torch.float32"),
+    (torch.rand(6, 1, 8, 8), torch.arange(6) - 1,
+     "data.pt: y: labels must be class indices >= 0, got -1..4"),
+])
+def test_the_cli_names_what_is_wrong_in_a_data_file(user_files, tmp_path, x, y, message):
+    """Each mistake in a .pt file of x and y gets the API's own message (before: one
+    sentence for all of them)."""
+    torch.save({"x": x, "y": y}, tmp_path / "data.pt")
+    with pytest.raises(InputError) as info:
+        cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data", "data.pt"])
+    assert str(info.value) == message

@@ -128,16 +128,8 @@ class Network:
 
     def labels(self, y: object, n: int, name: str = "train_y") -> torch.Tensor:
         """y checked (n integer class labels in 0..C-1) and moved to the module's device."""
-        if (not torch.is_tensor(y) or y.dim() != 1 or len(y) != n or y.is_floating_point()
-                or y.is_complex() or y.dtype == torch.bool):
-            got = f"{tuple(y.shape)} {y.dtype}" if torch.is_tensor(y) else type(y).__name__
-            raise InputError(f"{name}: expected {n} integer class labels, shape ({n},), got"
-                             f" {got}")
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= self.num_classes:
-            raise InputError(f"{name}: labels must lie in 0..{self.num_classes - 1} (the model"
-                             f" has {self.num_classes} logits), got {low}..{high}")
-        return y.to(device=self.specs[0].weight.device, dtype=torch.long)
+        y = class_labels(y, n, name, self.num_classes)
+        return y.to(device=self.specs[0].weight.device)
 
     def forward_with_patch_norms(self, x: torch.Tensor) -> tuple[torch.Tensor,
                                                                   list[torch.Tensor]]:
@@ -221,12 +213,31 @@ def image_shape(x: object, name: str = "train_x") -> tuple[int, ...]:
     """(c, n, n) of a batch of images x (N, c, n, n): anything else is one InputError that
     says the expected shape in words (checked before a model is traced on it)."""
     if torch.is_tensor(x) and x.dim() == 4:
+        if x.shape[2] != x.shape[3]:  # the sides n_l, the n_l^2 positions: square maps
+            raise InputError(f"{name}: the bounds read square images (n x n pixels); got"
+                             f" {x.shape[2]} x {x.shape[3]} (shape {tuple(x.shape)}): pad or"
+                             " crop them to a square, as the model should then see them")
         return tuple(x.shape[1:])
     got = f"shape {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
     hint = (" (one channel? add its axis: x.unsqueeze(1))"
             if torch.is_tensor(x) and x.dim() == 3 else "")
     raise InputError(f"{name}: expected a batch of images of shape (N, c, n, n), N images of"
                      f" c channels and n x n pixels; got {got}{hint}")
+
+
+def class_labels(y: object, n: int, name: str, num_classes: int | None = None
+                 ) -> torch.Tensor:
+    """y checked: n integer class labels, >= 0 and below num_classes (when known), as long."""
+    if (not torch.is_tensor(y) or y.dim() != 1 or len(y) != n or y.is_floating_point()
+            or y.is_complex() or y.dtype == torch.bool):
+        got = f"{tuple(y.shape)} {y.dtype}" if torch.is_tensor(y) else type(y).__name__
+        raise InputError(f"{name}: expected {n} integer class labels, shape ({n},), got {got}")
+    low, high = (int(y.min()), int(y.max())) if n else (0, 0)
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        allowed = (f"lie in 0..{num_classes - 1} (the model has {num_classes} logits)"
+                   if num_classes is not None else "be class indices >= 0")
+        raise InputError(f"{name}: labels must {allowed}, got {low}..{high}")
+    return y.long()
 
 
 @contextmanager

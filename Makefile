@@ -1,5 +1,6 @@
 # Entry points (each sets up .venv first, then runs):
 #   make repro   dvc repro on the default profile (params.yaml); JOBS=N: N train stages at once
+#   make restore back to the baseline after an experiment (needs one `dvc repro` first)
 #   make gpu-check  the one device check (benchmarks/gpu_check.py; without CUDA its small variant)
 #   make test    ruff, the import contracts (lint-imports), the test suite, then tests/measure
 #                in .venv-base, a base install (`pip install .`: no pipeline extra; what CI runs)
@@ -25,7 +26,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro test test-fast test-base paper gpu-check bench bench-kernels bench-paper \
+.PHONY: setup repro restore test test-fast test-base paper gpu-check bench bench-kernels bench-paper \
 	profile
 
 setup: $(VENV)/.installed
@@ -37,6 +38,14 @@ $(VENV)/.installed: pyproject.toml
 
 repro: setup
 	$(if $(JOBS),python -m normbounds.parallel --jobs $(JOBS),dvc repro)
+
+# back to the baseline after an experiment: params and results from git, checkpoints from
+# the DVC cache, which a fresh clone does not have until its first `dvc repro`
+restore: setup
+	@test -d .dvc/cache || { echo "error: restore: the DVC cache is empty (a fresh clone):" \
+		"run \`dvc repro\` first; it trains the checkpoints once, and restores then come" \
+		"from the cache" >&2; exit 1; }
+	git checkout -- . && dvc checkout
 
 # the two venvs are built side by side (pip mostly waits on the disk), then the suites run
 test:

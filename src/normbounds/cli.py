@@ -11,11 +11,7 @@ are used as they are, so pass the inputs exactly as the model saw them in traini
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import importlib.metadata
 import inspect
-import io
 import pickle
 import typing
 import warnings
@@ -25,14 +21,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from normbounds import checkpoints, review
+from normbounds import checkpoints, cli_output, review
 from normbounds.config import BaseConfig, DataConfig
 from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import ConfigError, InputError
-from normbounds.io import load_torch, write_json, write_text
-from normbounds.measure.assessment import assess, finite_or_none
-from normbounds.measure.formulas import HELD_OUT, STATUS_MEANINGS, status, statuses_of
+from normbounds.io import load_torch
+from normbounds.measure.assessment import assess
 from normbounds.measure.network import class_labels, image_shape, read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.models import load_factory
@@ -172,8 +167,11 @@ def _parser() -> argparse.ArgumentParser:
                      help="batch of the data passes: auto (sized by the device) or a number")
     cmd.add_argument("--threads", type=int, default=BaseConfig().threads,
                      help="torch's CPU threads")
-    cmd.add_argument("--out", help="also write every value, the options, the version and the"
-                     " data's digest to this .json or .csv file")
+    cmd.add_argument("--all", action="store_true", help="print every ingredient too, not"
+                     " only the errors, the bounds and the certificate")
+    cmd.add_argument("--out", help="also write every value, the options, the versions, the"
+                     " model's and the data's paths and digests and the time to this .json"
+                     " or .csv file")
     rev = sub.add_parser("review", help="what an experiment changed: params and headline"
                          " metrics side by side, within 160 columns", formatter_class=_Help,
                          description=review.__doc__)
@@ -181,68 +179,6 @@ def _parser() -> argparse.ArgumentParser:
     rev.add_argument("--entries", nargs="+", metavar="ENTRY",
                      help="only these entries (e.g. 3-8-0); default: all")
     return parser
-
-
-BOOLEAN = ("non_vacuous", "lanczos_converged_l")  # 0/1 columns, printed as no/yes
-
-
-def _cell(key: str, value: object) -> str:
-    if key.startswith(BOOLEAN):
-        return "yes" if value else "no"
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _table(row: dict) -> str:
-    """Markdown: every value of the row beside the status of the bound it is (no empty
-    rows: `notes` only when there is one; statuses in their column, not as rows)."""
-    given = statuses_of(row)
-    cells = [(k, _cell(k, v), status(k, given)) for k, v in row.items()
-             if not k.startswith("status_") and v != ""]
-    widths = [max(len(c[i]) for c in [("", "value", "status"), *cells]) for i in range(3)]
-    lines = [("", "value", "status"), tuple("-" * w for w in widths), *cells]
-    return "\n".join("| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
-                     + " |" for line in lines)
-
-
-def _header(row: dict, params: BoundConfig) -> str:
-    """One line: the certificate, its formula with gamma and delta, and the verdict."""
-    grid = ", ".join(f"{g:g}" for g in params.gammas)
-    verdict = "< 1: non-vacuous" if row["non_vacuous"] else ">= 1: vacuous"
-    line = (f"certificate = min over gamma in {{{grid}}} of margin error (gamma) +"
-            f" ours_corrected (gamma, delta / {len(params.gammas)}) = {row['certificate']:.4g}"
-            f" at gamma = {row['certificate_gamma']:g} {verdict} (delta = {params.delta:g},"
-            f" lipschitz = {params.lipschitz})")
-    if HELD_OUT in row:
-        line += f"; the test set alone bounds the error by {row[HELD_OUT]:.4g}"
-    return line
-
-
-def _footer(row: dict) -> str:
-    """What each status in the table means, one line each."""
-    given = statuses_of(row)
-    used = dict.fromkeys(status(k, given) for k in row)
-    return "\n".join(f"{s}: {STATUS_MEANINGS[s]}" for s in used if s)
-
-
-def _metadata(params: BoundConfig, data: Split) -> dict:
-    """What a saved row needs to be read later: the options, the version, the data's digest."""
-    digest = hashlib.sha256(data.x.contiguous().numpy().tobytes())
-    digest.update(data.y.contiguous().numpy().tobytes())
-    return {"normbounds_version": importlib.metadata.version("normbounds"),
-            "gamma": params.gamma, "gammas": " ".join(f"{g:g}" for g in params.gammas),
-            "delta": params.delta, "lipschitz": params.lipschitz,
-            "data_sha256": digest.hexdigest()}
-
-
-def _write_row(row: dict, out: Path) -> None:
-    if out.suffix == ".json":  # JSON has no inf or nan: null, as in metrics/
-        write_json(finite_or_none(row), out)
-        return
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(row)
-    writer.writerow([f"{v:.10g}" if isinstance(v, float) else v for v in row.values()])
-    write_text(text.getvalue(), out)
 
 
 # the command line's flag of each option it passes on (a bad value names the flag)
@@ -287,9 +223,10 @@ def run(argv: list[str] | None = None) -> dict:
         held = read_data(args.test, args.root, "test")
         test = (network.inputs(held.x, "--test"), held.y)
     row = assess(model, x, data.y, test=test, params=params, network=network)
-    print(_header(row, params), _table(row), _footer(row), sep="\n\n")
+    print(cli_output.header(row, params), cli_output.table(row, args.all),
+          cli_output.footer(row, args.all), sep="\n\n")
     if args.out is not None:
-        _write_row(_metadata(params, data) | row, Path(args.out))
+        cli_output.write_row(cli_output.metadata(args, params, data) | row, Path(args.out))
     return row
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import importlib.metadata
 import json
 import subprocess
@@ -82,16 +84,35 @@ def test_cli_on_a_factory_and_an_image_folder_gives_the_api_numbers(user_files, 
         "certificate = min over gamma in {0.0625, 0.125, 0.25, 0.5, 1, 2, 4, 8} of margin error"
         f" (gamma) + ours_corrected (gamma, delta / 8) = {row['certificate']:.4g} at gamma ="
         f" {row['certificate_gamma']:g} >= 1: vacuous (delta = 0.001, lipschitz = certified)")
+    hidden = [k for k in row if k not in cli.cli_output.SHOWN and not k.startswith("status_")
+              and row[k] != ""]  # an empty `notes` is no row
     assert footer.splitlines() == [f"{s}: {formulas.STATUS_MEANINGS[s]}" for s in (
-        "printed", "theorem", "proxy", "fixed-class")]  # the statuses in the table, in order
+        "printed", "theorem", "proxy", "fixed-class")] + [  # the table's statuses, in order
+        f"--all shows the {len(hidden)} ingredients too (norms, P, S, per-layer values); --out"
+        " saves them"]
     cells = {line.split("|")[1].strip(): line.split("|")[2].strip()
              for line in table.splitlines()[2:]}
-    assert cells["non_vacuous"] == "no" and "notes" not in cells  # no empty row
+    # the errors, the bounds and the certificate first, and nothing else without --all
+    assert list(cells) == [k for k in row if k in cli.cli_output.SHOWN]
+    assert cells["non_vacuous"] == "no" and "b_l1" not in cells and "data_p" not in cells
+    cli.run(["bounds", "usermodel:build", "--weights", "weights.pt", "--data", "images",
+             "--all"])
+    _, everything, _ = capsys.readouterr().out.strip().split("\n\n")
+    rows = [line.split("|")[1].strip() for line in everything.splitlines()[2:]]
+    assert "b_l1" in rows and "notes" not in rows and len(rows) == len(cells) + len(hidden)
     # the saved file carries what it takes to read it later
     assert saved["normbounds_version"] == importlib.metadata.version("normbounds")
     assert (saved["gamma"], saved["delta"], saved["lipschitz"]) == (1.0, 0.001, "certified")
     assert saved["gammas"] == "0.0625 0.125 0.25 0.5 1 2 4 8"
     assert len(saved["data_sha256"]) == 64 and saved["status_graf"] == "theorem"
+    # what was measured: the model, its weights' file and digest, the data; when, with what
+    weights = hashlib.sha256((tmp_path / "weights.pt").read_bytes()).hexdigest()
+    assert (saved["model"], saved["model_sha256"]) == ("usermodel:build", "")  # not a file
+    assert (saved["weights"], saved["weights_sha256"]) == ("weights.pt", weights)
+    assert (saved["data"], saved["data_file_sha256"]) == ("images", "")  # a folder
+    assert saved["torch_version"] == torch.__version__
+    written = datetime.datetime.fromisoformat(saved["written_utc"])
+    assert abs(datetime.datetime.now(datetime.UTC) - written).total_seconds() < 600
     # the printed table names every bound's status beside its value
     lines = {line.split("|")[1].strip(): line.split("|")[3].strip()
              for line in table.splitlines()[2:]}
@@ -135,8 +156,15 @@ def test_cli_on_a_torchscript_file_gives_the_module_numbers(user_files, tmp_path
     api = bounds.compute(model, x)
     for key in (*formulas.BOUND_NAMES, "data_p", "b_l1"):
         assert row[key] == pytest.approx(api[key], rel=1e-12), key
-    assert (tmp_path / "out.csv").read_text().splitlines()[0].startswith(
-        "normbounds_version,gamma,gammas,delta,lipschitz,data_sha256,train_error,")
+    header, values = (tmp_path / "out.csv").read_text().splitlines()
+    assert header.startswith("normbounds_version,gamma,gammas,delta,lipschitz,data_sha256,"
+                             "model,model_sha256,weights,weights_sha256,data,data_file_sha256,"
+                             "torch_version,written_utc,train_error,")
+    saved = dict(zip(header.split(","), values.split(","), strict=True))
+    assert saved["model_sha256"] == hashlib.sha256((tmp_path / "model.ts").read_bytes()
+                                                   ).hexdigest()
+    assert saved["data_file_sha256"] == hashlib.sha256((tmp_path / "data.pt").read_bytes()
+                                                       ).hexdigest()
 
 
 @pytest.mark.slow  # fresh Pythons

@@ -75,3 +75,21 @@ def test_the_readme_shows_the_committed_summary_and_finding():
     assert Paths(REPO).summary_md.read_text().strip() in readme
     finding = Paths(REPO).finding_md.read_text().strip()
     assert f"<!-- finding -->\n{finding}\n<!-- /finding -->" in readme
+
+
+def test_make_restore_on_a_fresh_clone_says_to_run_dvc_repro_first(tmp_path):
+    """A fresh clone has no DVC cache: the restore says so in one line, and changes nothing
+    (no `git checkout`, no `dvc checkout`, which would fail with 'Checkout failed')."""
+    import shutil
+    import subprocess
+
+    shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "src").mkdir()  # the Makefile lists the sources when it is read
+    (tmp_path / "kept.txt").write_text("mine\n")
+    run = subprocess.run(["make", "-s", "-o", "setup", "-o", ".venv/.installed", "restore"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode != 0
+    assert run.stderr.splitlines()[0] == (
+        "error: restore: the DVC cache is empty (a fresh clone): run `dvc repro` first; it"
+        " trains the checkpoints once, and restores then come from the cache")
+    assert (tmp_path / "kept.txt").read_text() == "mine\n"

@@ -66,6 +66,8 @@ def needs(module: str, purpose: str):
     except ImportError:
         package = module.split(".")[0]
         extra = EXTRAS.get(package, "pipeline")
+        # normbounds is installed from its checkout (it is not on PyPI): `.` names it there
         raise MissingDependencyError(
-            f"{purpose} needs the package {package!r}, which is not installed: pip install"
-            f" 'normbounds[{extra}]' (or `make setup` in the checkout)") from None
+            f"{purpose} needs the package {package!r}, which is not installed: run"
+            f" pip install '.[{extra}]' in the repository's checkout (or `make setup` there)"
+        ) from None

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from normbounds.errors import InputError
+from normbounds.errors import InputError, needs
 from normbounds.measure.formulas import HEADLINE
 
 WIDTH = 160
@@ -28,6 +28,7 @@ WIDTH = 160
 
 def _dvc_json(*args: str) -> dict:
     """`dvc <args> --json`, parsed; a failure is one InputError with DVC's first line."""
+    needs("dvc", "normbounds review")  # the pipeline extra's, not in a base install
     run = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"], capture_output=True,
                          text=True)
     if run.returncode != 0:

@@ -180,11 +180,11 @@ def test_assess_gives_the_errors_and_the_certificate_with_test_labels_checked():
 
 @pytest.mark.parametrize(("module", "message"), [
     ("PIL.nosuchmodule", "reading an image folder needs the package 'PIL', which is not"
-                         " installed: pip install 'normbounds[images]' (or `make setup` in the"
-                         " checkout)"),
+                         " installed: run pip install '.[images]' in the repository's checkout"
+                         " (or `make setup` there)"),
     ("nosuchpackage.sub", "reading an image folder needs the package 'nosuchpackage', which is"
-                          " not installed: pip install 'normbounds[pipeline]' (or `make setup`"
-                          " in the checkout)"),
+                          " not installed: run pip install '.[pipeline]' in the repository's"
+                          " checkout (or `make setup` there)"),
 ])
 def test_a_missing_package_names_the_extra_that_brings_it(module, message):
     with pytest.raises(MissingDependencyError) as err:
@@ -307,3 +307,23 @@ def test_non_square_images_are_refused_before_any_pass(form):
     assert str(info.value) == (
         "train_x: the bounds read square images (n x n pixels); got 28 x 20 (shape (10, 1, 28,"
         " 20)): pad or crop them to a square, as the model should then see them")
+
+
+def test_review_in_a_base_install_names_the_pipeline_extra(monkeypatch):
+    """`normbounds review` without DVC (a base install): one line, not `No module named
+    dvc` from the subprocess."""
+    import importlib
+
+    real = importlib.import_module
+
+    def no_dvc(name, *args, **kwargs):
+        if name == "dvc" or name.startswith("dvc."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", no_dvc)
+    with pytest.raises(MissingDependencyError) as err:
+        cli.run(["review"])
+    assert str(err.value) == ("normbounds review needs the package 'dvc', which is not"
+                              " installed: run pip install '.[pipeline]' in the repository's"
+                              " checkout (or `make setup` there)")

@@ -25,7 +25,7 @@ from normbounds import checkpoints, cli_output, review
 from normbounds.config import BaseConfig, DataConfig
 from normbounds.data import prepare, preprocess
 from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
-from normbounds.errors import ConfigError, InputError
+from normbounds.errors import ArtifactError, ConfigError, InputError
 from normbounds.io import load_torch
 from normbounds.measure.assessment import assess
 from normbounds.measure.network import class_labels, image_shape, read_network
@@ -74,8 +74,9 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _refuse_pickled(path: Path, what: str) -> None:
-    """A user's file that holds pickled objects (`torch.save(model)`): refused, since
-    unpickling runs code, with what to save instead; never advice to delete it."""
+    """A user's file that failed to load, when it holds pickled objects
+    (`torch.save(model)`): refused, since unpickling runs code, with what to save instead;
+    never advice to delete it. Called on the failure path only: a good file loads once."""
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -103,8 +104,11 @@ def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
         wanted = inspect.signature(fn).parameters
         model = fn(**{k: v for k, v in given.items() if k in wanted})
         if weights is not None:
-            _refuse_pickled(Path(weights), "--weights")
-            state = load_torch(Path(weights))
+            try:
+                state = load_torch(Path(weights))
+            except ArtifactError:  # say so if it is a pickled model, before io's reason
+                _refuse_pickled(Path(weights), "--weights")
+                raise
             try:
                 model.load_state_dict(state.get("model", state) if isinstance(state, dict)
                                       else state)
@@ -118,8 +122,11 @@ def read_model(spec: str, weights: str | None, data: Split, depth: int | None,
         with warnings.catch_warnings():  # torch.jit is deprecated, and still what users save
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location="cpu").eval()
-    _refuse_pickled(path, "MODEL")
-    model, _ = checkpoints.load(path)
+    try:
+        model, _ = checkpoints.load(path)
+    except ArtifactError:  # say so if it is a pickled model, before checkpoints' reason
+        _refuse_pickled(path, "MODEL")
+        raise
     return model
 
 

@@ -37,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 repro: setup
-	$(if $(JOBS),python -m normbounds.parallel --jobs $(JOBS),dvc repro)
+	$(if $(JOBS),python -m normbounds.pipeline.parallel --jobs $(JOBS),dvc repro)
 
 # back to the baseline after an experiment: params and results from git, checkpoints from
 # the DVC cache, which a fresh clone does not have until its first `dvc repro`
@@ -88,7 +88,7 @@ PAPER_SPEED = $(if $(EXACT),,$(shell python benchmarks/gpu_check.py --recommend 
 paper: setup
 ifdef JOBS
 	dvc exp run $(PAPER) $(PAPER_SPEED) check
-	python -m normbounds.parallel --jobs $(JOBS)
+	python -m normbounds.pipeline.parallel --jobs $(JOBS)
 	dvc exp save -n paper
 else
 	dvc exp run -n paper $(PAPER) $(PAPER_SPEED)

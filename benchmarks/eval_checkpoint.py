@@ -34,21 +34,21 @@ from types import SimpleNamespace
 
 import torch
 
-from normbounds import checkpoints
-from normbounds.config import Entry, load_params
-from normbounds.data import load_split, load_splits
-from normbounds.evaluate import evaluate_model, evaluate_run
 from normbounds.io import read_json
-from normbounds.losses import LOSSES
 from normbounds.measure import bounds
 from normbounds.measure.fourier import fourier_upper
 from normbounds.measure.lipschitz import converged_lower
 from normbounds.measure.network import describe, eval_mode, read_network
 from normbounds.measure.passes import data_pass
-from normbounds.models import arch_for
-from normbounds.paths import Paths
-from normbounds.runtime import resolve_device
-from normbounds.train import file_digest, run_epoch, train_entry
+from normbounds.pipeline import checkpoints
+from normbounds.pipeline.config import Entry, load_params
+from normbounds.pipeline.data import load_split, load_splits
+from normbounds.pipeline.evaluate import evaluate_model, evaluate_run
+from normbounds.pipeline.losses import LOSSES
+from normbounds.pipeline.models import arch_for
+from normbounds.pipeline.paths import Paths
+from normbounds.pipeline.runtime import resolve_device
+from normbounds.pipeline.train import file_digest, run_epoch, train_entry
 
 from paper_scale import forward_flops
 

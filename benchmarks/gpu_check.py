@@ -31,13 +31,13 @@ from pathlib import Path
 import torch
 from eval_checkpoint import sigma_times
 
-from normbounds.config import BaseConfig
 from normbounds.io import write_json, write_text
 from normbounds.measure.assessment import assess
 from normbounds.measure.options import BoundConfig
-from normbounds.models import Arch, GridNet
-from normbounds.precision import COMPILE_MODES, PRECISIONS
-from normbounds.runtime import setup_torch
+from normbounds.pipeline.config import BaseConfig
+from normbounds.pipeline.models import Arch, GridNet
+from normbounds.pipeline.precision import COMPILE_MODES, PRECISIONS
+from normbounds.pipeline.runtime import setup_torch
 
 from paper_scale import PAPER, PEAK_TFLOPS, forward_flops, peak, step_seconds
 

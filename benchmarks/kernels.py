@@ -26,15 +26,15 @@ import dataclasses, json, sys, tempfile, time
 from pathlib import Path
 import normbounds  # first: pins the kernels unless NORMBOUNDS_NATIVE_KERNELS=1
 import torch
-from normbounds import checkpoints
-from normbounds.config import Entry, load_params
-from normbounds.data import load_split
-from normbounds.evaluate import evaluate_model
+from normbounds.pipeline import checkpoints
+from normbounds.pipeline.config import Entry, load_params
+from normbounds.pipeline.data import load_split
+from normbounds.pipeline.evaluate import evaluate_model
 from normbounds.io import read_json
-from normbounds.models import arch_for
-from normbounds.paths import Paths
-from normbounds.runtime import setup_torch
-from normbounds.train import file_digest, train_entry
+from normbounds.pipeline.models import arch_for
+from normbounds.pipeline.paths import Paths
+from normbounds.pipeline.runtime import setup_torch
+from normbounds.pipeline.train import file_digest, train_entry
 
 width, epochs = int(sys.argv[1]), int(sys.argv[2])
 paths = Paths()

@@ -22,15 +22,21 @@ from pathlib import Path
 
 import torch
 
-from normbounds import checkpoints
-from normbounds.config import Config, ModelConfig, TrainConfig
-from normbounds.data import Split
-from normbounds.evaluate import evaluate_model
-from normbounds.losses import LOSSES
 from normbounds.measure.options import BoundConfig
-from normbounds.models import Arch, GridNet
-from normbounds.precision import COMPILE_MODES, PRECISIONS, compiled, forward_context, tf32_products
-from normbounds.runtime import resolve_device
+from normbounds.pipeline import checkpoints
+from normbounds.pipeline.config import Config, ModelConfig, TrainConfig
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.evaluate import evaluate_model
+from normbounds.pipeline.losses import LOSSES
+from normbounds.pipeline.models import Arch, GridNet
+from normbounds.pipeline.precision import (
+    COMPILE_MODES,
+    PRECISIONS,
+    compiled,
+    forward_context,
+    tf32_products,
+)
+from normbounds.pipeline.runtime import resolve_device
 
 PEAK_TFLOPS = {  # dense fp32 / tf32 / bf16 tensor-core peaks (vendor data sheets, SXM)
     "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},

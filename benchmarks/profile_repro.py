@@ -77,9 +77,9 @@ def _evaluation(model, cfg, stats, train, test) -> dict[str, float]:
     stage times them, then the bounds part cold, split as eval_checkpoint.sigma_times does."""
     from eval_checkpoint import sigma_times  # this folder: sys.path[0]
 
-    from normbounds.evaluate import evaluate_model
     from normbounds.measure.network import eval_mode, read_network
     from normbounds.measure.passes import data_pass
+    from normbounds.pipeline.evaluate import evaluate_model
     timings: dict[str, float] = {}
     evaluate_model(model, stats, cfg, train, test, cfg.train.loss, None, timings)
     network = read_network(model, tuple(stats["input_shape"]))
@@ -121,10 +121,10 @@ def _width_row(cfg, stats, train, test, depth: int, width: int, steps: int,
     """Every phase of one network of the grid, seconds."""
     import torch
 
-    from normbounds import checkpoints
-    from normbounds.losses import LOSSES
-    from normbounds.models import arch_for, build
-    from normbounds.train import _rng_state, run_epoch
+    from normbounds.pipeline import checkpoints
+    from normbounds.pipeline.losses import LOSSES
+    from normbounds.pipeline.models import arch_for, build
+    from normbounds.pipeline.train import _rng_state, run_epoch
     tc = cfg.train
     loss = LOSSES[tc.loss](stats["num_classes"])
     torch.manual_seed(0)
@@ -156,10 +156,10 @@ def worker(steps: int, original: Path | None) -> dict:
     import torch  # noqa: F401
     imported = time.perf_counter() - t0
 
-    from normbounds import checkpoints
-    from normbounds.config import load_params
-    from normbounds.data import prepare
-    from normbounds.runtime import setup_torch
+    from normbounds.pipeline import checkpoints
+    from normbounds.pipeline.config import load_params
+    from normbounds.pipeline.data import prepare
+    from normbounds.pipeline.runtime import setup_torch
     cfg = load_params("params.yaml")
     setup_torch(cfg.base)
     t1 = time.perf_counter()

@@ -73,7 +73,7 @@ command -v dvc >/dev/null || die "dvc not found: run 'make setup' or activate th
 cd "$dir"
 # Fail here, not in every task, on bad params (the same message the stages give).
 python -c 'import sys
-from normbounds.config import ConfigError, load_params
+from normbounds.pipeline.config import ConfigError, load_params
 try:
     load_params("params.yaml")
 except ConfigError as err:

@@ -7,9 +7,9 @@ this one, and it reruns whenever any params section changes. Its output never
 changes, so it reruns nothing by itself.
 """
 
-from normbounds.config import load_params
 from normbounds.io import write_text
-from normbounds.runtime import run_stage, stage_args
+from normbounds.pipeline.config import load_params
+from normbounds.pipeline.runtime import run_stage, stage_args
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
 """Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors, every bound of the
 registry and the certificate."""
 
-from normbounds.data import load_split, verify_stats
-from normbounds.evaluate import evaluate_run, write_results
 from normbounds.io import read_json
 from normbounds.measure.formulas import BOUND_NAMES
-from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
+from normbounds.pipeline.data import load_split, verify_stats
+from normbounds.pipeline.evaluate import evaluate_run, write_results
+from normbounds.pipeline.runtime import run_stage, setup_torch, stage_args, stage_config
 
 
 def main() -> None:

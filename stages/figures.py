@@ -2,9 +2,10 @@
 bounds vs width, layer norms, summary, the DVC plot template."""
 
 from normbounds.measure.formulas import statuses_of
+from normbounds.pipeline.results import load_results, profile_words
+from normbounds.pipeline.runtime import run_stage, stage_args, stage_config
 from normbounds.report import plots
-from normbounds.report.reports import load_results, profile_words, summary, write_summary
-from normbounds.runtime import run_stage, stage_args, stage_config
+from normbounds.report.reports import summary, write_summary
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Stage `prepare`: data set -> data/prepared/{train,test}.pt and stats.json (m, C, P, S, X)."""
 
-from normbounds.data import prepare
 from normbounds.io import save_torch, write_json
-from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
-from normbounds.support import refuse_unreadable
+from normbounds.pipeline.data import prepare
+from normbounds.pipeline.runtime import run_stage, setup_torch, stage_args, stage_config
+from normbounds.pipeline.support import refuse_unreadable
 
 
 def main() -> None:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from normbounds.errors import ConfigError
 from normbounds.io import write_json, write_text
-from normbounds.report.studies import FIGURES, REPORTS, load_study, numbers_markdown
-from normbounds.runtime import run_stage, stage_args, stage_config
+from normbounds.pipeline.results import load_study
+from normbounds.pipeline.runtime import run_stage, stage_args, stage_config
+from normbounds.report.studies import FIGURES, REPORTS, numbers_markdown
 
 
 def main() -> None:

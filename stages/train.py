@@ -1,10 +1,10 @@
 """Stage `train@<depth>-<width>-<seed>`: train one grid entry, checkpoints + loss log."""
 
-from normbounds.data import load_split
 from normbounds.io import read_json
-from normbounds.models import arch_for
-from normbounds.runtime import run_stage, setup_torch, stage_args, stage_config
-from normbounds.train import file_digest, train_entry, write_history
+from normbounds.pipeline.data import load_split
+from normbounds.pipeline.models import arch_for
+from normbounds.pipeline.runtime import run_stage, setup_torch, stage_args, stage_config
+from normbounds.pipeline.train import file_digest, train_entry, write_history
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture
 def tiny_cfg():
-    from normbounds.config import parse_params  # the pipeline's: not in tests/measure/
+    from normbounds.pipeline.config import parse_params  # the pipeline's: not in tests/measure/
 
     from pipeline_helpers import tiny_params
 

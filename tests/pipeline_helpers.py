@@ -18,10 +18,10 @@ import torch
 import yaml
 from filelock import FileLock
 
-from normbounds.config import Entry, parse_params
-from normbounds.data import Split
-from normbounds.models import Arch
-from normbounds.train import train_entry
+from normbounds.pipeline.config import Entry, parse_params
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.models import Arch
+from normbounds.pipeline.train import train_entry
 
 from helpers import write_mnist_files
 

@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from normbounds.config import Entry
 from normbounds.measure import formulas
-from normbounds.paths import Paths
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.paths import Paths
 
 from pipeline_helpers import dvc, make_pipeline, tiny_params
 

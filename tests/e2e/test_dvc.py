@@ -15,11 +15,11 @@ import pytest
 import torch
 import yaml
 
-from normbounds.config import Entry
 from normbounds.measure import formulas
 from normbounds.measure.certificates import grid_key, margin_key
 from normbounds.measure.options import BoundConfig
-from normbounds.paths import Paths
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.paths import Paths
 
 from pipeline_helpers import dvc, git, own_code, subprocess_env, tiny_params
 
@@ -125,8 +125,9 @@ def test_a_fresh_clone_rewrites_no_lock_line_and_comes_back_from_an_experiment(
     assert "Running stage 'train@2-2-0'" in out
     assert all(p.read_bytes() != b for p, b in baseline.items())  # another config
     # the review screen (docs/pipeline.md): the one changed param, the moved metrics, 160 wide
-    shown = subprocess.run([sys.executable, "-c", "from normbounds.cli import main; main()",
-                            "review"], cwd=clone, env=subprocess_env(**own_code(clone)),
+    shown = subprocess.run([sys.executable, "-c",
+                            "from normbounds.pipeline.cli import main; main()", "review"],
+                           cwd=clone, env=subprocess_env(**own_code(clone)),
                            capture_output=True, text=True, check=True).stdout.splitlines()
     print("\n".join(shown))  # the screen itself, in the test's log
     assert shown[0] == "changed params: train.lr 0.01 -> 0.02"

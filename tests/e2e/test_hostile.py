@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from normbounds import io as nio
-from normbounds.config import load_params
+from normbounds.pipeline.config import load_params
 
 from pipeline_helpers import (
     TRAINED_PARAMS,
@@ -215,7 +215,7 @@ def test_a_full_disk_is_one_line_and_damages_nothing(repo, baseline, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(nio, "save_torch", full)
-    monkeypatch.setattr("normbounds.checkpoints.save_torch", full)
+    monkeypatch.setattr("normbounds.pipeline.checkpoints.save_torch", full)
     code, err = _stage(repo, "train.py", monkeypatch, capsys, ENTRY)
     assert code == 1
     # a finished run keeps no resume state: training starts again from epoch 0, whose

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from normbounds.config import Entry
-from normbounds.paths import Paths
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.paths import Paths
 
 from pipeline_helpers import REPO, dvc, make_pipeline, write_mnist
 

@@ -1,4 +1,5 @@
-"""`make repro JOBS=N` (normbounds.parallel): the train stages concurrently, the same result."""
+"""`make repro JOBS=N` (normbounds.pipeline.parallel): the train stages concurrently, the same
+result."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_parallel_training_gives_the_sequential_dvc_lock(trained_repo, tmp_path)
     """The session's trained repository is the sequential `dvc repro` of the same params."""
     sequential = trained_repo
     parallel = make_pipeline(tmp_path / "parallel", TRAINED_PARAMS, "studies")
-    run = subprocess.run([sys.executable, "-m", "normbounds.parallel", "--jobs", "2"],
+    run = subprocess.run([sys.executable, "-m", "normbounds.pipeline.parallel", "--jobs", "2"],
                          cwd=parallel, env=subprocess_env(**own_code(parallel)),
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -51,6 +52,6 @@ def test_bad_jobs_and_folders_are_one_line(tmp_path):
     for args, message in ((["--jobs", "0"], "error: --jobs 0: must be at least 1"),
                           (["--dir", str(tmp_path)], f"error: --dir {tmp_path}: no dvc.yaml"
                                                      " there")):
-        run = subprocess.run([sys.executable, "-m", "normbounds.parallel", *args],
+        run = subprocess.run([sys.executable, "-m", "normbounds.pipeline.parallel", *args],
                              capture_output=True, text=True, env=subprocess_env())
         assert run.returncode == 1 and run.stderr.strip() == message

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from normbounds.config import Entry
-from normbounds.paths import Paths
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.paths import Paths
 
 from pipeline_helpers import copy_repo, own_code, subprocess_env, tiny_params, write_params
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from normbounds.config import load_params
+from normbounds.pipeline.config import load_params
 
 from pipeline_helpers import (
     REPO,

@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from normbounds import cli
 from normbounds.errors import (
     InputError,
     MissingDependencyError,
@@ -19,6 +18,7 @@ from normbounds.errors import (
 from normbounds.measure import bounds
 from normbounds.measure.assessment import assess
 from normbounds.measure.options import BoundConfig
+from normbounds.pipeline import cli
 
 
 def _model(dtype: torch.dtype = torch.float32) -> nn.Module:

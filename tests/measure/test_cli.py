@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from normbounds import cli
 from normbounds.errors import InputError
 from normbounds.measure import bounds, formulas
 from normbounds.measure.certificates import grid_key, held_out_bound, margin_key
 from normbounds.measure.options import BoundConfig
+from normbounds.pipeline import cli
 
 USER_MODULE = '''
 from torch import nn

@@ -7,16 +7,16 @@ import math
 import pytest
 import torch
 
-from normbounds.data import Split
 from normbounds.errors import ConfigError
-from normbounds.evaluate import evaluate_model
-from normbounds.losses import LOSSES
 from normbounds.measure import bounds, formulas, prior_bounds
 from normbounds.measure.batching import CPU_BATCH_BYTES, MAX_EVAL_BATCH
 from normbounds.measure.network import read_network
 from normbounds.measure.options import BoundConfig
 from normbounds.measure.passes import data_pass, margin_errors
-from normbounds.models import Arch, GridNet
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.evaluate import evaluate_model
+from normbounds.pipeline.losses import LOSSES
+from normbounds.pipeline.models import Arch, GridNet
 
 from helpers import conv_matrix
 
@@ -204,7 +204,7 @@ def test_auto_evaluation_batch_fills_the_cpu_budget():
 
 
 def _cfg_with(**bound):
-    from normbounds.config import parse_params
+    from normbounds.pipeline.config import parse_params
 
     from pipeline_helpers import tiny_params
 

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import yaml
 
-from normbounds.config import ConfigError, Entry, feature_sides, load_params, parse_params
 from normbounds.constraints import Interval
+from normbounds.pipeline.config import ConfigError, Entry, feature_sides, load_params, parse_params
 
 from pipeline_helpers import REPO, tiny_params
 
@@ -123,8 +123,8 @@ def test_one_declaration_holds_both_limits_and_the_message(constraint, value, me
 
 def test_every_limit_is_declared_with_its_field():
     """The ceilings against typos live in the field declarations (no second table)."""
-    from normbounds.config import TrainConfig
     from normbounds.constraints import check_fields
+    from normbounds.pipeline.config import TrainConfig
 
     top = {f.name: f.metadata["constraint"].top for f in dataclasses.fields(TrainConfig)
            if f.metadata.get("constraint") is not None}

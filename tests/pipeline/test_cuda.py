@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from normbounds.config import Entry
-from normbounds.data import Split
 from normbounds.measure.bounds import compute
 from normbounds.measure.lipschitz import conv_sigma
-from normbounds.models import Arch, GridNet
-from normbounds.runtime import setup_torch
-from normbounds.train import train_entry
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.models import Arch, GridNet
+from normbounds.pipeline.runtime import setup_torch
+from normbounds.pipeline.train import train_entry
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]

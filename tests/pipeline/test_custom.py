@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from normbounds.config import ConfigError, Entry, parse_params
-from normbounds.data import Split
 from normbounds.errors import UnsupportedLayerError
-from normbounds.models import arch_for
-from normbounds.support import refuse_unreadable
-from normbounds.train import train_entry
+from normbounds.pipeline.config import ConfigError, Entry, parse_params
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.models import arch_for
+from normbounds.pipeline.support import refuse_unreadable
+from normbounds.pipeline.train import train_entry
 
 from pipeline_helpers import tiny_params
 

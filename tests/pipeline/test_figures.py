@@ -7,11 +7,12 @@ import re
 import pandas as pd
 import pytest
 
-from normbounds.config import Entry
 from normbounds.measure import formulas
-from normbounds.paths import Paths
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.paths import Paths
+from normbounds.pipeline.results import load_results
 from normbounds.report import legend, plots
-from normbounds.report.reports import finding_markdown, load_results, summary, summary_markdown
+from normbounds.report.reports import finding_markdown, summary, summary_markdown
 
 ENTRIES = [Entry(2, w, s) for w in (4, 8) for s in (0, 1)]
 

@@ -9,24 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from normbounds import imports, numeric
-from normbounds.imports import REPO, code_deps, relative, stage_files
-from normbounds.runs import HARMLESS
+from normbounds.pipeline import imports, numeric
+from normbounds.pipeline.imports import REPO, code_deps, relative, stage_files
+from normbounds.pipeline.runs import HARMLESS
 
 from pipeline_helpers import Killed, folder_bytes, killed_after, tiny_run_cfg, train_tiny
 
 CLOSURE = {relative(p) for p in stage_files(numeric.TRAIN_STAGE)}
 # the files the issue that introduced the split names on each side
-EDITABLE = ["src/normbounds/errors.py", "src/normbounds/progress.py", "src/normbounds/paths.py",
-            "src/normbounds/imports.py", "src/normbounds/constraints.py"]
-SETS_ASIDE = ["src/normbounds/models.py", "src/normbounds/train.py",
-              "src/normbounds/precision.py", "src/normbounds/data.py",
-              "src/normbounds/datasets.py", "src/normbounds/reproducibility.py"]
+EDITABLE = ["src/normbounds/errors.py", "src/normbounds/progress.py",
+            "src/normbounds/pipeline/paths.py", "src/normbounds/pipeline/imports.py",
+            "src/normbounds/constraints.py"]
+SETS_ASIDE = ["src/normbounds/pipeline/models.py", "src/normbounds/pipeline/train.py",
+              "src/normbounds/pipeline/precision.py", "src/normbounds/pipeline/data.py",
+              "src/normbounds/pipeline/datasets.py", "src/normbounds/reproducibility.py"]
 
 
 def test_every_file_the_train_stage_imports_is_declared_once():
     assert numeric.undeclared(CLOSURE) == [], (
-        "declare these in src/normbounds/numeric.py, NUMERIC or NOT_NUMERIC")
+        "declare these in src/normbounds/pipeline/numeric.py, NUMERIC or NOT_NUMERIC")
     assert not set(numeric.NUMERIC) & set(numeric.NOT_NUMERIC)
     assert set(numeric.NUMERIC) | set(numeric.NOT_NUMERIC) == CLOSURE  # no stale entry
     assert set(EDITABLE) <= set(numeric.NOT_NUMERIC) and set(SETS_ASIDE) <= set(numeric.NUMERIC)
@@ -100,11 +101,11 @@ def test_editing_a_numeric_file_sets_the_run_aside(checkout, tmp_path, file):
 def test_adopting_a_finished_run_writes_a_fresh_runs_bytes(checkout, tmp_path, monkeypatch):
     folder = tmp_path / "run"
     history = train_tiny(tiny_run_cfg(), folder)
-    _edit(checkout, "src/normbounds/models.py")  # declared harmless below
+    _edit(checkout, "src/normbounds/pipeline/models.py")  # declared harmless below
     monkeypatch.setenv(HARMLESS, "1")
     messages: list[str] = []
     assert train_tiny(tiny_run_cfg(), folder, messages) == history  # nothing trained again
-    assert messages[0] == (f"{folder}: the code changed (src/normbounds/models.py);"
+    assert messages[0] == (f"{folder}: the code changed (src/normbounds/pipeline/models.py);"
                            f" {HARMLESS}=1 declares it harmless: resuming from epoch 3")
     monkeypatch.delenv(HARMLESS)
     train_tiny(tiny_run_cfg(), tmp_path / "fresh")
@@ -117,7 +118,7 @@ def test_adopting_an_unfinished_run_then_finishing_it_writes_a_fresh_runs_bytes(
     folder = tmp_path / "run"
     with pytest.raises(Killed):
         train_tiny(tiny_run_cfg(), folder, log=killed_after(1))
-    _edit(checkout, "src/normbounds/train.py")
+    _edit(checkout, "src/normbounds/pipeline/train.py")
     monkeypatch.setenv(HARMLESS, "1")
     messages: list[str] = []
     train_tiny(tiny_run_cfg(), folder, messages)

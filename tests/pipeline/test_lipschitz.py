@@ -10,10 +10,7 @@ import math
 import pytest
 import torch
 
-from normbounds.config import parse_params
-from normbounds.data import Split
 from normbounds.errors import ConvergenceError
-from normbounds.evaluate import evaluate_model
 from normbounds.measure import bounds, lipschitz
 from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.fourier import certified_below, fourier_symbol, fourier_upper, symbol_gram
@@ -25,7 +22,10 @@ from normbounds.measure.lipschitz import (
     reshaped_norm,
 )
 from normbounds.measure.options import BoundConfig
-from normbounds.models import Arch, GridNet
+from normbounds.pipeline.config import parse_params
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.evaluate import evaluate_model
+from normbounds.pipeline.models import Arch, GridNet
 
 from helpers import conv_matrix
 from pipeline_helpers import tiny_params

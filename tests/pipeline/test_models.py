@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normbounds.config import ConfigError
 from normbounds.measure.network import read_network
-from normbounds.models import Arch, GridNet
+from normbounds.pipeline.config import ConfigError
+from normbounds.pipeline.models import Arch, GridNet
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from normbounds.config import Entry
 from normbounds.measure import formulas
-from normbounds.paths import Paths
+from normbounds.pipeline.config import Entry
+from normbounds.pipeline.paths import Paths
 from normbounds.report import legend, plots
 
 from pipeline_helpers import REPO

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from normbounds import checkpoints, precision
-from normbounds.config import Entry, parse_params
-from normbounds.data import Split
 from normbounds.errors import ConfigError
-from normbounds.models import Arch
-from normbounds.train import fingerprint, train_entry
+from normbounds.pipeline import checkpoints, precision
+from normbounds.pipeline.config import Entry, parse_params
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.models import Arch
+from normbounds.pipeline.train import fingerprint, train_entry
 
 from pipeline_helpers import tiny_params
 

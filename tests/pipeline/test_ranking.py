@@ -140,7 +140,7 @@ def test_each_run_stops_at_its_first_checkpoint_under_the_threshold():
 
 
 def test_the_stopping_criterion_is_a_validated_param():
-    from normbounds.config import ConfigError, parse_params
+    from normbounds.pipeline.config import ConfigError, parse_params
 
     from pipeline_helpers import tiny_params
 
@@ -158,7 +158,7 @@ def test_the_stopping_criterion_is_a_validated_param():
     ({"controls": "yes"}, "ranking.controls = 'yes' is invalid: must be true or false"),
 ])
 def test_the_study_options_are_validated_params(values, message):
-    from normbounds.config import ConfigError, parse_params
+    from normbounds.pipeline.config import ConfigError, parse_params
 
     from pipeline_helpers import tiny_params
 
@@ -170,7 +170,7 @@ def test_the_study_options_are_validated_params(values, message):
 
 
 def test_evaluate_reads_only_each_thresholds_first_checkpoint(monkeypatch):
-    from normbounds import evaluate
+    from normbounds.pipeline import evaluate
 
     errors = {"e0": 0.9, "e1": 0.08, "e2": 0.06, "e3": 0.06, "e4": 0.04}
     monkeypatch.setattr(evaluate.checkpoints, "load", lambda path, device: (path, {}))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from normbounds.config import Entry
+from normbounds.pipeline.config import Entry
 from normbounds.reproducibility import KERNEL_ENV, NATIVE_SWITCH
 
 from pipeline_helpers import subprocess_env, tiny_params
@@ -57,8 +57,8 @@ def test_openblas_runs_the_pinned_kernels_on_this_cpu():
 def test_torch_imported_first_is_one_line_error(tmp_path: Path):
     """A program that loads torch before normbounds gets unpinned kernels: the stage
     set-up refuses, naming the fix."""
-    code = ("import torch, sys; from normbounds.config import BaseConfig;"
-            " from normbounds.runtime import run_stage, setup_torch;"
+    code = ("import torch, sys; from normbounds.pipeline.config import BaseConfig;"
+            " from normbounds.pipeline.runtime import run_stage, setup_torch;"
             " run_stage(lambda: setup_torch(BaseConfig()))")
     env = {k: v for k, v in subprocess_env().items() if k != NATIVE_SWITCH}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -75,8 +75,8 @@ def test_stage_set_up_is_deterministic_without_loading_inductor(tmp_path: Path):
     """setup_torch turns deterministic algorithms on (errors, not warnings) and leaves
     torch._inductor unloaded: importing it costs every stage 2 s (precision.compiled sets
     inductor's flag when it is needed)."""
-    code = ("import sys, normbounds, torch; from normbounds.config import BaseConfig;"
-            " from normbounds.runtime import setup_torch; setup_torch(BaseConfig());"
+    code = ("import sys, normbounds, torch; from normbounds.pipeline.config import BaseConfig;"
+            " from normbounds.pipeline.runtime import setup_torch; setup_torch(BaseConfig());"
             " print(torch.are_deterministic_algorithms_enabled(),"
             " torch.is_deterministic_algorithms_warn_only_enabled(),"
             " 'torch._inductor.config' in sys.modules)")
@@ -87,8 +87,8 @@ def test_stage_set_up_is_deterministic_without_loading_inductor(tmp_path: Path):
 
 
 def test_base_threads_is_validated():
-    from normbounds.config import parse_params
     from normbounds.errors import ConfigError
+    from normbounds.pipeline.config import parse_params
 
     with pytest.raises(ConfigError, match=r"base.threads = 0 is invalid: must be >= 1"):
         parse_params(tiny_params(base={"threads": 0}))

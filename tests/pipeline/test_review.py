@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from normbounds.review import WIDTH, render
+from normbounds.pipeline.review import WIDTH, render
 
 PARAMS = {"params.yaml": {"grid.widths": {"old": [8, 16, 32], "new": [8]},
                           "train.lr": {"old": 0.05, "new": 0.02}}}

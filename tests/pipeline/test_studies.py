@@ -9,14 +9,15 @@ import pytest
 import torch
 import yaml
 
-from normbounds.config import ConfigError, load_params, parse_params
-from normbounds.data import noisy_labels, prepare
 from normbounds.measure import bounds
 from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.measure.network import describe
-from normbounds.models import Arch, GridNet
-from normbounds.paths import Paths
-from normbounds.report.studies import FIGURES, REPORTS, load_study, numbers_markdown
+from normbounds.pipeline.config import ConfigError, load_params, parse_params
+from normbounds.pipeline.data import noisy_labels, prepare
+from normbounds.pipeline.models import Arch, GridNet
+from normbounds.pipeline.paths import Paths
+from normbounds.pipeline.results import load_study
+from normbounds.report.studies import FIGURES, REPORTS, numbers_markdown
 
 from pipeline_helpers import REPO, dvc, tiny_params
 
@@ -137,8 +138,8 @@ def test_a_study_resolves_and_its_figure_comes_from_its_committed_results(study,
 
 @pytest.mark.parametrize("study", STUDIES)
 def test_study_dvc_yaml_declares_the_paths_of_paths_py(study):
-    from normbounds.config import Entry
-    from normbounds.paths import Paths
+    from normbounds.pipeline.config import Entry
+    from normbounds.pipeline.paths import Paths
 
     stages = yaml.safe_load((REPO / "studies" / study / "dvc.yaml").read_text())["stages"]
     entry, paths = Entry(3, 16, 0), Paths(variant="v")

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from normbounds import checkpoints
-from normbounds.checkpoints import save_epochs
-from normbounds.data import Split
 from normbounds.errors import ArtifactError
-from normbounds.models import Arch
-from normbounds.train import TrainingError, train_entry, write_history
+from normbounds.pipeline import checkpoints
+from normbounds.pipeline.checkpoints import save_epochs
+from normbounds.pipeline.data import Split
+from normbounds.pipeline.models import Arch
+from normbounds.pipeline.train import TrainingError, train_entry, write_history
 
 from pipeline_helpers import (
     TINY_ENTRY,

@@ -1,6 +1,6 @@
 """Figures: the paper's Figure 1, the valid bounds beside it, bounds against width, norms.
 
-Each function takes the tidy results frame of `reports.load_results`, writes
+Each function takes the tidy results frame of `pipeline.results.load_results`, writes
 its files and returns the matplotlib figure (tests inspect its axes). Every
 bound is drawn with its registry colour; a bound that is not a theorem
 (status printed, fixed-class or proxy) is dashed and says its status in the legend.

@@ -23,7 +23,8 @@ from normbounds.report.uncertainty import codes_of, sparsity_test
 
 ALPHA = 0.05  # the level of every test the verdicts read
 CERTIFICATE = "certificate"  # margin error + the certifying bound, ranked as a measure
-SPARSITY = "sparsity"  # the hyperparameter the varied model.* keys make (studies.load_study)
+# the hyperparameter the varied model.* keys make (pipeline.results.load_study)
+SPARSITY = "sparsity"
 CLAIMS = ("tighter", "sparsity", "explains")
 QUESTIONS = {"tighter": "Tighter?", "sparsity": "Sparsity drives generalization?",
              "explains": "Explains generalization?"}

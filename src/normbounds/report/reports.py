@@ -1,7 +1,7 @@
-"""Results tables: per-entry CSVs -> one tidy frame, and the summary table.
+"""Results tables: the tidy frame of every run -> the summary table and the finding.
 
-`load_results` stacks every results/<entry>.csv with its depth, width and
-seed; `summary` reduces the last checkpoint of each run to one row per depth
+The frame is `pipeline.results.load_results`'s (every results/<entry>.csv with its
+depth, width and seed); `summary` reduces the last checkpoint of each run to one row per depth
 and width (mean and spread over seeds).
 """
 
@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from normbounds.config import Config, Entry
-from normbounds.errors import ArtifactError
 from normbounds.io import write_text
 from normbounds.measure.formulas import (
     BOUND_NAMES,
@@ -22,43 +20,11 @@ from normbounds.measure.formulas import (
     status_column,
     statuses_of,
 )
-from normbounds.paths import Paths
 
 ERRORS = ["train_error", "test_error", "gap", "margin_error", "certificate", "certificate_gamma",
           HELD_OUT]
 SUMMARY_COLUMNS = [*ERRORS, *BOUND_NAMES]
 OTHERS = [b for b in BOUND_NAMES if b != CERTIFYING]  # each one's ratio to the certifying bound
-
-
-def load_results(paths: Paths, entries: list[Entry]) -> pd.DataFrame:
-    """Every entry's results CSV, with depth, width and seed columns; epochs in order."""
-    frames = []
-    for entry in entries:
-        path = paths.results(entry)
-        if not path.is_file():
-            raise ArtifactError(f"{path}: missing (run `dvc repro evaluate@{entry.name}`)")
-        try:
-            frame = pd.read_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ArtifactError(f"{path}: not a results table ({type(err).__name__}); run"
-                                f" `dvc repro -f evaluate@{entry.name}`") from None
-        _check_columns(frame, path, entry)
-        # copy: one block per dtype (the text status columns split read_csv's blocks)
-        frames.append(frame.copy().assign(depth=entry.depth, width=entry.width, seed=entry.seed))
-    return pd.concat(frames, ignore_index=True).sort_values(["depth", "width", "seed", "epoch"])
-
-
-def _check_columns(frame: pd.DataFrame, path: Path, entry: Entry) -> None:
-    """Every column the figures and the summary read is there, numeric and non-empty,
-    so the figures stage fails before it writes anything."""
-    needed = ["epoch", "fro_l1", "sigma_l1", *SUMMARY_COLUMNS]
-    missing = [c for c in dict.fromkeys(needed) if c not in frame.columns]
-    bad = [c for c in dict.fromkeys(needed) if c in frame.columns
-           and not pd.api.types.is_numeric_dtype(frame[c])]
-    if frame.empty or missing or bad:
-        what = ("no rows" if frame.empty else f"missing column(s) {missing}" if missing
-                else f"non-numeric column(s) {bad}")
-        raise ArtifactError(f"{path}: {what}; run `dvc repro -f evaluate@{entry.name}`")
 
 
 def final_rows(results: pd.DataFrame) -> pd.DataFrame:
@@ -125,11 +91,6 @@ def write_summary(table: pd.DataFrame, csv_path: Path, md_path: Path,
     write_text(summary_markdown(table), md_path)
     if finding_path is not None:
         write_text(finding_markdown(table, profile), finding_path)
-
-
-def profile_words(cfg: Config) -> str:
-    """The run a finding describes, in words, from its params: data set, epochs, loss."""
-    return f"{cfg.data.dataset}, {cfg.train.epochs} epochs, {cfg.train.loss} loss"
 
 
 def _span(values: pd.Series, digits: int = 3) -> str:

@@ -1,9 +1,9 @@
 """Studies beyond Figure 1: one figure and one metrics file per study.
 
 A study pipeline (studies/<name>/) trains and evaluates every variant of its
-params.yaml (`variants:`) with the ordinary stages; `load_study` stacks all
-their results, and each `<kind>_figure` draws one question and returns the
-headline numbers that go to metrics/study.json.
+params.yaml (`variants:`) with the ordinary stages; `pipeline.results.load_study`
+stacks all their results, and each `<kind>_figure` draws one question and returns
+the headline numbers that go to metrics/study.json.
 """
 
 from __future__ import annotations
@@ -14,67 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from normbounds.config import Config, load_params
 from normbounds.measure.formulas import BOUND_NAMES, statuses_of
-from normbounds.paths import Paths
 from normbounds.report.legend import label
 from normbounds.report.plots import plt, save, style
-from normbounds.report.ranking_claims import SPARSITY
 from normbounds.report.ranking_study import ranking_figure, ranking_markdown
-from normbounds.report.reports import final_rows, load_results
-
-
-def load_study(root: Path, cfg: Config) -> pd.DataFrame:
-    """Every variant's results with `variant`, `label_noise`, `family`, `kernel`, `stride`
-    and a column per key the variants set to different values (named by the key, e.g.
-    `train_size`; the model.* keys together make one, `sparsity`).
-    attrs["hyperparameters"]: those keys after the grid's depth and width when they take
-    several values (the seeds are repeats, not a hyperparameter);
-    attrs["stop_train_error"]: the ranking study's stopping criterion; attrs["thresholds"]:
-    every stopping threshold its sensitivity table reads."""
-    configs = {v: load_params(Paths(root).params, v) for v in cfg.variants}
-    varied = _varied_keys(configs)
-    frames = []
-    for variant, vcfg in configs.items():
-        frame = load_results(Paths(root, variant), vcfg.entries())
-        flat = _flat(vcfg) | {SPARSITY: sparsity(vcfg)}
-        columns = {"variant": variant, "label_noise": vcfg.data.label_noise,
-                   "family": vcfg.model.family, "kernel": vcfg.model.kernel_size,
-                   "stride": vcfg.model.stride}
-        frames.append(frame.copy().assign(**columns | {key.split(".")[-1]: flat[key]
-                                                       for key in varied}))
-    out = pd.concat(frames, ignore_index=True)
-    grid = [a for a, values in (("depth", cfg.grid.depths), ("width", cfg.grid.widths))
-            if len(values) > 1]
-    out.attrs["hyperparameters"] = grid + [key.split(".")[-1] for key in varied]
-    out.attrs["stop_train_error"] = cfg.ranking.stop_train_error
-    out.attrs["thresholds"] = cfg.ranking.stops()
-    return out
-
-
-def sparsity(cfg: Config) -> str:
-    """The architecture as one level of the sparsity axis: 'fc' (dense), 'k<k>s<s>' (a
-    CONV-L-H with kernel k and stride s) or 'custom'."""
-    model = cfg.model
-    return f"k{model.kernel_size}s{model.stride}" if model.family == "conv" else model.family
-
-
-def _flat(cfg: Config) -> dict[str, object]:
-    """section.key -> value of a config's sections (lists as tuples, hashable)."""
-    return {f"{section}.{key}": tuple(v) if isinstance(v, list) else v
-            for section, values in cfg.to_dict().items() if isinstance(values, dict)
-            for key, v in values.items()}
-
-
-def _varied_keys(configs: dict[str, Config]) -> list[str]:
-    """The section.key entries whose value differs between the variants, in params order;
-    the model.* ones are one entry, `sparsity` (the architecture)."""
-    flats = [_flat(c) for c in configs.values()]
-    keys = [k for k in flats[0] if len({f[k] for f in flats}) > 1] if flats else []
-    model = [k for k in keys if k.startswith("model.")]  # the architecture: one axis
-    at = keys.index(model[0]) if model else 0
-    rest = [k for k in keys if k not in model]
-    return rest[:at] + [SPARSITY] * bool(model) + rest[at:]
+from normbounds.report.reports import final_rows
 
 
 def _final_means(results: pd.DataFrame, by: str) -> pd.DataFrame:

@@ -21,17 +21,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from normbounds import checkpoints, cli_output, review
-from normbounds.config import BaseConfig, DataConfig
-from normbounds.data import prepare, preprocess
-from normbounds.datasets import DATASETS, Split, checked_tensors, image_folder
 from normbounds.errors import ArtifactError, ConfigError, InputError
 from normbounds.io import load_torch
 from normbounds.measure.assessment import assess
 from normbounds.measure.network import class_labels, image_shape, read_network
 from normbounds.measure.options import BoundConfig
-from normbounds.models import load_factory
-from normbounds.runtime import run_stage, setup_torch
+from normbounds.pipeline import checkpoints, cli_output, review
+from normbounds.pipeline.config import BaseConfig, DataConfig
+from normbounds.pipeline.data import prepare, preprocess
+from normbounds.pipeline.datasets import DATASETS, Split, checked_tensors, image_folder
+from normbounds.pipeline.models import load_factory
+from normbounds.pipeline.runtime import run_stage, setup_torch
 
 
 def read_data(spec: str, root: str, split: str = "train") -> Split:

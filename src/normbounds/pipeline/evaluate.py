@@ -15,17 +15,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from normbounds import checkpoints
-from normbounds.config import Config
-from normbounds.datasets import Split, stratified_indices
 from normbounds.errors import ArtifactError
 from normbounds.io import write_json, write_text
-from normbounds.losses import LOSSES
 from normbounds.measure.assessment import assess, controls
 from normbounds.measure.flatness import SEARCH
 from normbounds.measure.formulas import HEADLINE
 from normbounds.measure.network import eval_mode, image_shape, read_network
 from normbounds.measure.passes import data_pass
+from normbounds.pipeline import checkpoints
+from normbounds.pipeline.config import Config
+from normbounds.pipeline.datasets import Split, stratified_indices
+from normbounds.pipeline.losses import LOSSES
 from normbounds.progress import progress
 
 

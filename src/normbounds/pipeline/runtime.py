@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import torch
 
-from normbounds.config import BaseConfig, Config, Entry, load_params
 from normbounds.errors import ConfigError, NormboundsError
-from normbounds.paths import Paths
+from normbounds.pipeline.config import BaseConfig, Config, Entry, load_params
+from normbounds.pipeline.paths import Paths
 from normbounds.reproducibility import NATIVE_SWITCH, native_kernels, torch_loaded_first
 
 

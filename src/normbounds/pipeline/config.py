@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from normbounds.constraints import Interval, build, check_fields, param, require
-from normbounds.datasets import DATASETS
 from normbounds.errors import ConfigError
-from normbounds.losses import LOSSES
 from normbounds.measure.geometry import conv_side
 from normbounds.measure.options import BoundConfig
-from normbounds.precision import COMPILE_MODES, PRECISIONS
-from normbounds.variants import overlay, variant_overrides
+from normbounds.pipeline.datasets import DATASETS
+from normbounds.pipeline.losses import LOSSES
+from normbounds.pipeline.precision import COMPILE_MODES, PRECISIONS
+from normbounds.pipeline.variants import overlay, variant_overrides
 
 SEED_MAX = 2**32 - 1
 SEED_WHY = "(NumPy's seeds are 32-bit)"
@@ -284,7 +284,7 @@ def load_params(path: str | Path = "params.yaml", variant: str | None = None, *,
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: parameter file not found (run from the pipeline's folder)")
-    from normbounds.paramfile import read_yaml  # PyYAML: the pipeline's, not the API's
+    from normbounds.pipeline.paramfile import read_yaml  # PyYAML: the pipeline's, not the API's
 
     raw = read_yaml(path)
     if raw is None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import torch
 
-from normbounds.config import DataConfig
-from normbounds.datasets import DATASETS, Split, stratified_indices
 from normbounds.errors import ArtifactError, DatasetError
 from normbounds.io import load_torch
 from normbounds.measure.statistics import data_statistics
+from normbounds.pipeline.config import DataConfig
+from normbounds.pipeline.datasets import DATASETS, Split, stratified_indices
 
 __all__ = ["DATASETS", "DatasetError", "Split", "load_split", "load_splits",
            "noisy_labels", "prepare", "preprocess", "stratified_indices", "verify_stats"]

@@ -7,9 +7,9 @@ are the modules training imports, `imports.py`).
 
 from __future__ import annotations
 
-from normbounds.config import Config
 from normbounds.measure.network import read_network
-from normbounds.models import arch_for, build
+from normbounds.pipeline.config import Config
+from normbounds.pipeline.models import arch_for, build
 
 
 def refuse_unreadable(cfg: Config, stats: dict) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from normbounds.config import Entry
+from normbounds.pipeline.config import Entry
 
 
 @dataclass(frozen=True)

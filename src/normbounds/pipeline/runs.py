@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from normbounds import checkpoints
+from normbounds.pipeline import checkpoints
 
 # Set to 1 to declare that a code change alters no number: a run trained by the old code
 # is then resumed (and adopted) instead of kept aside and trained afresh

@@ -18,7 +18,7 @@ from torch import nn
 
 from normbounds.errors import ArtifactError, CheckpointError
 from normbounds.io import load_torch, save_torch
-from normbounds.models import Arch, build
+from normbounds.pipeline.models import Arch, build
 
 _NAME = re.compile(r"epoch_(\d{4,})\.pt")
 # a checkpoint (what evaluation reads), and the rolling resume state of an unfinished run

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from normbounds.config import ModelConfig, feature_sides
 from normbounds.errors import ConfigError
+from normbounds.pipeline.config import ModelConfig, feature_sides
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import ast
 import re
 from pathlib import Path
 
-from normbounds.numeric import TRAIN_STAGE, is_numeric
+from normbounds.pipeline.numeric import TRAIN_STAGE, is_numeric
 
-PACKAGE = Path(__file__).resolve().parent  # src/normbounds
+PACKAGE = Path(__file__).resolve().parents[1]  # src/normbounds
 REPO = PACKAGE.parents[1]  # the checkout: stages/, src/, dvc.yaml
 
 
@@ -107,7 +107,7 @@ def synced_pipeline(text: str, prefix: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # python -m normbounds.imports: rewrite the code deps in place
+if __name__ == "__main__":  # python -m normbounds.pipeline.imports: rewrite the code deps in place
     for pipeline, prefix in ((REPO / "dvc.yaml", ""),
                              (REPO / "studies" / "study.dvc.yaml", "../../")):
         pipeline.write_text(synced_pipeline(pipeline.read_text(), prefix))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from normbounds.datasets import Split
 from normbounds.io import write_json, write_text
 from normbounds.measure.assessment import finite_or_none
 from normbounds.measure.formulas import (
@@ -24,6 +23,7 @@ from normbounds.measure.formulas import (
     statuses_of,
 )
 from normbounds.measure.options import BoundConfig
+from normbounds.pipeline.datasets import Split
 
 BOOLEAN = ("non_vacuous", "lanczos_converged_l")  # 0/1 columns, printed as no/yes
 

@@ -1,4 +1,4 @@
-"""`python -m normbounds.parallel --jobs N`: the grid's train stages concurrently on one
+"""`python -m normbounds.pipeline.parallel --jobs N`: the grid's train stages concurrently on one
 machine (one GPU or many cores), then the rest of the pipeline: `make repro JOBS=N`.
 
 The same three steps as slurm/submit.sh, run locally: `dvc repro prepare` (and `check`
@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from normbounds.errors import NormboundsError
-from normbounds.runtime import run_stage
+from normbounds.pipeline.runtime import run_stage
 
 
 class ParallelError(NormboundsError):

@@ -6,6 +6,7 @@
 #                in .venv-base, a base install (`pip install .`: no pipeline extra; what CI runs)
 #   make test-fast  ruff, lint-imports and the tests marked neither e2e nor slow (the inner loop)
 #   make test-base  tests/measure (the API and the CLI) in .venv-base alone (torch BASE_TORCH)
+#   make test-images  the images extra over torch BASE_TORCH (.venv-images; docs/api.md)
 #   make paper   the paper's Figure-1 setup as a named DVC experiment (JOBS=N, EXACT=1)
 #   make bench   the evaluation benchmark (by hand, prints ratios)
 #   make bench-kernels  pinned against native CPU kernels (by hand, prints ratios)
@@ -14,6 +15,7 @@
 PYTHON ?= python3
 VENV := .venv
 BASE_VENV := .venv-base
+IMAGES_VENV := .venv-images
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # The paper's Figure 1: MNIST (60k/10k), CONV-3-{200,600,1000}, 5 seeds, batch 32, lr 0.01
@@ -26,7 +28,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro restore test test-fast test-base paper gpu-check bench bench-kernels bench-paper \
+.PHONY: setup repro restore test test-fast test-base test-images paper gpu-check bench bench-kernels bench-paper \
 	profile
 
 setup: $(VENV)/.installed
@@ -47,13 +49,14 @@ restore: setup
 		"from the cache" >&2; exit 1; }
 	git checkout -- . && dvc checkout
 
-# the two venvs are built side by side (pip mostly waits on the disk), then the suites run
+# the three venvs are built side by side (pip mostly waits on the disk), then the suites run
 test:
-	$(MAKE) -j2 setup $(BASE_VENV)/.installed
+	$(MAKE) -j3 setup $(BASE_VENV)/.installed $(IMAGES_VENV)/.installed
 	ruff check .
 	lint-imports
 	python -m pytest -n 2 --dist loadgroup --durations=15
 	$(MAKE) test-base
+	$(MAKE) test-images
 
 # The API and the CLI as a researcher installs them: `pip install .` (torch, numpy, scipy)
 # plus pytest, with none of the pipeline extra, on the oldest torch of the base range
@@ -74,6 +77,20 @@ test-base: $(BASE_VENV)/.installed
 	@! $(BASE_VENV)/bin/python -c 'import yaml' 2>/dev/null \
 		|| { echo "$(BASE_VENV) holds PyYAML: not a base install"; exit 1; }
 	$(BASE_VENV)/bin/python -m pytest --durations=5 tests/measure
+
+# The images extra as docs/api.md documents it, over torch BASE_TORCH: here that is PyTorch's
+# CPU-only build (the file on this machine's disk), beside which PyPI's torchvision does not
+# load. tests/measure/test_install_matrix.py checks what each install gives (46 s to build
+# here).
+$(IMAGES_VENV)/.installed: pyproject.toml Makefile $(shell find src -name '*.py')
+	rm -rf $(IMAGES_VENV)
+	$(PYTHON) -m venv $(IMAGES_VENV)
+	$(IMAGES_VENV)/bin/pip install -q torch==$(BASE_TORCH)
+	$(IMAGES_VENV)/bin/pip install -q '.[images]' torch==$(BASE_TORCH) pytest
+	touch $@
+
+test-images: $(IMAGES_VENV)/.installed
+	$(IMAGES_VENV)/bin/python -m pytest tests/measure/test_install_matrix.py
 
 test-fast: setup
 	ruff check .

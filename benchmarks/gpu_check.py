@@ -18,7 +18,7 @@ budget are skipped and say so.
 
 from __future__ import annotations
 
-import normbounds  # noqa: F401 (first: importing it pins torch's CPU kernels)
+import normbounds.pipeline  # noqa: F401 (first: importing it pins torch's CPU kernels)
 
 # isort: split
 import argparse

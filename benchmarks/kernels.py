@@ -24,7 +24,7 @@ import sys
 WORKER = r"""
 import dataclasses, json, sys, tempfile, time
 from pathlib import Path
-import normbounds  # first: pins the kernels unless NORMBOUNDS_NATIVE_KERNELS=1
+import normbounds.pipeline  # first: pins the kernels unless NORMBOUNDS_NATIVE_KERNELS=1
 import torch
 from normbounds.pipeline import checkpoints
 from normbounds.pipeline.config import Entry, load_params

@@ -152,7 +152,9 @@ def _width_row(cfg, stats, train, test, depth: int, width: int, steps: int,
 def worker(steps: int, original: Path | None) -> dict:
     """Everything measured in this process, for the code on sys.path and ./params.yaml."""
     t0 = time.perf_counter()
-    import normbounds  # noqa: F401, I001 (pins the CPU kernels before torch loads)
+    from normbounds.reproducibility import pin_kernels  # in every layout; before torch loads
+
+    pin_kernels()  # what importing normbounds.pipeline (or, before, normbounds) does
     import torch  # noqa: F401
     imported = time.perf_counter() - t0
     from old_layout import allow  # this folder: sys.path[0]

@@ -7,7 +7,11 @@ import os
 
 import pytest
 
-import normbounds  # noqa: F401  first, before any test module imports torch: it pins the kernels
+from normbounds.reproducibility import pin_kernels
+
+# first, before any test module imports torch: the tests compare numbers with the pipeline's,
+# and tests/measure/ imports nothing that pins them
+pin_kernels()
 
 # pytest -n 2 on a 2-core machine: one thread per worker. Two workers of two threads each
 # oversubscribe the cores, and the small ops of the tests then wait on each other's spinning

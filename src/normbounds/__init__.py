@@ -1,12 +1,13 @@
 """Norm-based generalization bounds for sparse (convolutional) networks.
 
-Reference implementation of Galanti, Xu, Galanti, Poggio, NeurIPS 2023, as a
-DVC pipeline. Importing the package pins torch's CPU kernels first
-(`reproducibility.py`), so import it before torch. The maths: docs/bounds.md.
+Reference implementation of Galanti, Xu, Galanti, Poggio, NeurIPS 2023: the bounds of
+any nn.Module (`normbounds.measure`), the figures (`normbounds.report`) and the DVC
+pipeline (`normbounds.pipeline`). The maths: docs/bounds.md.
+
+Importing this package, or `normbounds.measure`, changes nothing in your process. The
+pipeline pins torch's CPU kernels when `normbounds.pipeline` is imported; an API user
+who wants the same pins calls `normbounds.reproducibility.pin_kernels()` before
+importing torch (docs/api.md, "What importing normbounds does to your process").
 """
-
-from normbounds.reproducibility import pin_kernels
-
-pin_kernels()
 
 __version__ = "0.1.0"

@@ -5,10 +5,12 @@ choice changes float results (wider vectors sum in another order, FMA or not):
 oneDNN (convolutions), ATen's own vectorised kernels (elementwise ops, reductions)
 and MKL (matrix products, LAPACK); so does OpenBLAS inside numpy and scipy (scipy's
 tridiagonal eigensolver in Lanczos). Each reads an environment variable once, when
-it first runs a kernel or loads. The package sets them when it is imported, so any program
-that imports `normbounds` before `torch` (every stage does) runs the same kernels
-on every x86-64 CPU with SSE4.1 (every x86-64-v2 CPU: Intel since 2008, AMD since 2011): the
-same low level in each library, which every such CPU has.
+it first runs a kernel or loads. `pin_kernels()` sets them, so a program that calls it
+before importing `torch` runs the same kernels on every x86-64 CPU with SSE4.1 (every
+x86-64-v2 CPU: Intel since 2008, AMD since 2011): the same low level in each library,
+which every such CPU has. Importing `normbounds.pipeline` calls it (every stage and the
+`normbounds` command import that first); importing `normbounds` or `normbounds.measure`
+does not, so an API user's process keeps its own kernels unless it asks for these.
 
 With `base.threads` (the same number on every machine) and deterministic
 algorithms, a given torch version gives byte-identical results anywhere. On
@@ -49,7 +51,11 @@ def native_kernels() -> bool:
 
 def pin_kernels() -> None:
     """Set KERNEL_ENV (overriding the environment) unless native kernels were chosen.
-    Called by the package's __init__; too late once torch has run a kernel."""
+    Called by `normbounds.pipeline`'s __init__; call it before importing torch, since a
+    library that has loaded or run a kernel has already read its variable."""
+    global _PINNED_BEFORE_TORCH
+    if _PINNED_BEFORE_TORCH is None:  # the first call decides: was torch there before it?
+        _PINNED_BEFORE_TORCH = "torch" not in sys.modules
     if not native_kernels():
         os.environ.update(KERNEL_ENV)
 
@@ -63,8 +69,8 @@ def kernels_label() -> str:
 
 
 def torch_loaded_first() -> bool:
-    """True when torch was imported before this package pinned its kernels."""
+    """True when torch is loaded and `pin_kernels` did not run before it was."""
     return "torch" in sys.modules and not _PINNED_BEFORE_TORCH
 
 
-_PINNED_BEFORE_TORCH = "torch" not in sys.modules
+_PINNED_BEFORE_TORCH: bool | None = None  # set by the first pin_kernels()

@@ -56,12 +56,6 @@ def checkout(tmp_path, monkeypatch) -> Path:
     return copy
 
 
-def _named(file: str) -> str:
-    """How a changed file is named: a file the pipeline/ move renamed (numeric.MOVED) by its
-    name in the old run's fingerprint, before the move, and by its own path in the new."""
-    return ", ".join(sorted({numeric.MOVED.get(file, (file,))[0], file}))  # in runs.py's order
-
-
 MODELS = "src/normbounds/pipeline/models.py"
 
 
@@ -102,7 +96,7 @@ def test_editing_a_numeric_file_sets_the_run_aside(checkout, tmp_path, file):
     train_tiny(tiny_run_cfg(), folder, messages)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith(".run.code-")]
     assert len(aside) == 1 and folder_bytes(aside[0]) == before  # the old run, byte for byte
-    assert any(f"was trained by other code ({_named(file)} changed): kept in {aside[0]}" in m
+    assert any(f"was trained by other code ({file} changed): kept in {aside[0]}" in m
                for m in messages), messages
     assert file in {relative(p) for p in code_deps("train")}
 
@@ -114,7 +108,7 @@ def test_adopting_a_finished_run_writes_a_fresh_runs_bytes(checkout, tmp_path, m
     monkeypatch.setenv(HARMLESS, "1")
     messages: list[str] = []
     assert train_tiny(tiny_run_cfg(), folder, messages) == history  # nothing trained again
-    assert messages[0] == (f"{folder}: the code changed ({_named(MODELS)});"
+    assert messages[0] == (f"{folder}: the code changed ({MODELS});"
                            f" {HARMLESS}=1 declares it harmless: resuming from epoch 3")
     monkeypatch.delenv(HARMLESS)
     train_tiny(tiny_run_cfg(), tmp_path / "fresh")

@@ -26,8 +26,8 @@ def _pinned_python(code: str, **env: str) -> subprocess.CompletedProcess:
                           text=True, check=True)
 
 
-def test_the_package_pins_the_kernels_before_torch_loads():
-    code = ("import os, normbounds, torch; torch.ones(3).sum();"
+def test_the_pipeline_pins_the_kernels_before_torch_loads():
+    code = ("import os, normbounds.pipeline, torch; torch.ones(3).sum();"
             " print(torch.backends.cpu.get_cpu_capability(),"
             " os.environ['ONEDNN_MAX_CPU_ISA'], os.environ['MKL_CBWR'])")
     out = _pinned_python(code, ONEDNN_MAX_CPU_ISA="AVX512_CORE",
@@ -38,7 +38,7 @@ def test_the_package_pins_the_kernels_before_torch_loads():
 def test_mkl_runs_the_pinned_branch_on_this_cpu():
     """MKL falls back to AUTO (the CPU's own code path) for a branch the CPU's vendor is
     not served by; its verbose log names the branch a product really ran on."""
-    code = ("import normbounds, torch; a = torch.ones(64, 64, dtype=torch.float64);"
+    code = ("import normbounds.pipeline, torch; a = torch.ones(64, 64, dtype=torch.float64);"
             " torch.set_num_threads(1); a @ a")
     out = _pinned_python(code, MKL_VERBOSE="1", MKL_CBWR="AUTO").stdout  # MKL logs here
     assert "DGEMM" in out and f"CNR:{KERNEL_ENV['MKL_CBWR']} " in out
@@ -46,7 +46,7 @@ def test_mkl_runs_the_pinned_branch_on_this_cpu():
 
 def test_openblas_runs_the_pinned_kernels_on_this_cpu():
     """scipy's OpenBLAS (Lanczos' tridiagonal eigensolver) names the kernels it loaded."""
-    code = "import normbounds, scipy.linalg"
+    code = "import normbounds.pipeline, scipy.linalg"
     out = _pinned_python(code, OPENBLAS_VERBOSE="2", OPENBLAS_CORETYPE="Haswell").stderr
     cores = [line for line in out.splitlines() if "Core:" in line]
     assert cores and all(line.strip() == f"Core: {KERNEL_ENV['OPENBLAS_CORETYPE']}"
@@ -55,8 +55,8 @@ def test_openblas_runs_the_pinned_kernels_on_this_cpu():
 
 @pytest.mark.slow  # fresh Pythons
 def test_torch_imported_first_is_one_line_error(tmp_path: Path):
-    """A program that loads torch before normbounds gets unpinned kernels: the stage
-    set-up refuses, naming the fix."""
+    """A program that loads torch before normbounds.pipeline gets unpinned kernels: the
+    stage set-up refuses, naming the fix."""
     code = ("import torch, sys; from normbounds.pipeline.config import BaseConfig;"
             " from normbounds.pipeline.runtime import run_stage, setup_torch;"
             " run_stage(lambda: setup_torch(BaseConfig()))")
@@ -64,8 +64,9 @@ def test_torch_imported_first_is_one_line_error(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error: torch was imported before normbounds")
-    assert f"{NATIVE_SWITCH}=1" in proc.stderr
+    assert proc.stderr == ("error: torch was imported before normbounds.pipeline, so its CPU"
+                           " kernels are not pinned; import normbounds.pipeline first, or set"
+                           f" {NATIVE_SWITCH}=1 to accept machine-dependent results\n")
     env[NATIVE_SWITCH] = "1"  # accepted with native kernels
     assert subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path).returncode == 0
 
@@ -75,7 +76,8 @@ def test_stage_set_up_is_deterministic_without_loading_inductor(tmp_path: Path):
     """setup_torch turns deterministic algorithms on (errors, not warnings) and leaves
     torch._inductor unloaded: importing it costs every stage 2 s (precision.compiled sets
     inductor's flag when it is needed)."""
-    code = ("import sys, normbounds, torch; from normbounds.pipeline.config import BaseConfig;"
+    code = ("import sys, normbounds.pipeline, torch;"
+            " from normbounds.pipeline.config import BaseConfig;"
             " from normbounds.pipeline.runtime import setup_torch; setup_torch(BaseConfig());"
             " print(torch.are_deterministic_algorithms_enabled(),"
             " torch.is_deterministic_algorithms_warn_only_enabled(),"

@@ -15,7 +15,6 @@ tests/pipeline/test_fingerprint.py fails until it is declared.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import PurePosixPath
 
 # the stage whose outputs (checkpoints) carry a code fingerprint
 TRAIN_STAGE = "train"
@@ -24,7 +23,7 @@ PIPE = "src/normbounds/pipeline/"
 
 NUMERIC: dict[str, str] = {
     "stages/train.py": "chooses the data, the architecture and the folder of the run",
-    "src/normbounds/__init__.py": "pins the CPU kernels before torch loads",
+    f"{PIPE}__init__.py": "pins the CPU kernels before torch loads",
     "src/normbounds/reproducibility.py": "the pinned kernels (oneDNN, MKL, OpenBLAS levels)",
     f"{PIPE}runtime.py": "sets the device and torch's thread count",
     f"{PIPE}train.py": "the loop, the seeds, the data order and what a checkpoint holds",
@@ -49,57 +48,16 @@ NOT_NUMERIC: dict[str, str] = {
                           " yield are in the fingerprint",
     "src/normbounds/errors.py": "error classes and messages",
     "src/normbounds/progress.py": "progress bars and log lines",
-    f"{PIPE}__init__.py": "the pipeline package's docstring",
+    "src/normbounds/__init__.py": "the package's docstring and version; pins nothing",
     f"{PIPE}paths.py": "where files live; the train data's digest is in the fingerprint",
     f"{PIPE}imports.py": "computes this closure; a file joining or leaving it changes the"
                          " fingerprint's list of digests",
-    f"{PIPE}numeric.py": "this declaration; moving a file between the lists, or out of"
-                         " MOVED, changes the fingerprint's list of digests",
+    f"{PIPE}numeric.py": "this declaration; moving a file between the lists changes the"
+                         " fingerprint's list of digests",
     "src/normbounds/measure/__init__.py": "the API's table of public names, loaded lazily",
     "src/normbounds/measure/options.py": "BoundConfig: evaluation options, not read by training",
     "src/normbounds/measure/statistics.py": "P, S and X of the bounds; training reads none",
 }
-
-# The move of the pipeline's modules into pipeline/ changed, in the numeric files, only the
-# module paths of their imports (and, in train.py, the call of `as_before_the_move`): no
-# number. A run's fingerprint therefore names and digests each moved file as it was before
-# the move, as long as the file is as the move left it, so the move retrains nothing and
-# every committed checkpoint keeps its bytes. Editing one of them gives it its own path
-# and digest in the fingerprint, as for any file. tests/pipeline/test_fingerprint.py
-# proves each entry: the file's text, with its imports written back as before the move,
-# has the digest before the move.
-# path now: (path before the move, digest now, digest before the move)
-MOVED: dict[str, tuple[str, str, str]] = {
-    "stages/train.py": ("stages/train.py", "d161d327e5d82b70", "9255850913f8d031"),
-    f"{PIPE}checkpoints.py": ("src/normbounds/checkpoints.py",
-                              "2c5709f4154504c1", "daaff92011e4d31e"),
-    f"{PIPE}data.py": ("src/normbounds/data.py", "3d19ccae1b0a6fcc", "4e9b0effe9d3b409"),
-    f"{PIPE}datasets.py": ("src/normbounds/datasets.py", "c301314ee1385e34", "c301314ee1385e34"),
-    f"{PIPE}losses.py": ("src/normbounds/losses.py", "b101a9c9fc32f76c", "b101a9c9fc32f76c"),
-    f"{PIPE}models.py": ("src/normbounds/models.py", "b070f762dc0fb975", "ef573a24a796be0c"),
-    f"{PIPE}precision.py": ("src/normbounds/precision.py", "fb16f46ea789d320", "fb16f46ea789d320"),
-    f"{PIPE}runs.py": ("src/normbounds/runs.py", "807f69e442a43d16", "abeea617a2bc23f4"),
-    f"{PIPE}runtime.py": ("src/normbounds/runtime.py", "e9b044da044aee88", "89345e1e391c571a"),
-    f"{PIPE}train.py": ("src/normbounds/train.py", "5fe830b143e0eba2", "ac94e8d6b5fefbd4"),
-}
-
-
-def as_before_the_move(code: dict[str, str]) -> dict[str, str]:
-    """A fingerprint's {file: digest}, each file that MOVED declares named and digested as
-    before the move when its digest is still the declared one; in the order of the code
-    before the move: stages/ first, then the package's files by path, then the rest (a
-    custom network's module)."""
-    renamed = {}
-    for name, digest in code.items():
-        old_name, now, before = MOVED.get(name, (name, digest, digest))
-        renamed.update({old_name: before} if digest == now else {name: digest})
-
-    def place(name: str) -> tuple[int, PurePosixPath]:
-        group = 0 if name.startswith("stages/") else 1 if name.startswith("src/") else 2
-        return group, PurePosixPath(name)
-
-    return {name: renamed[name] for name in sorted(renamed, key=place)}
-
 
 def undeclared(files: Iterable[str]) -> list[str]:
     """The files (repo paths) declared on neither side."""

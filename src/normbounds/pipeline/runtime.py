@@ -28,13 +28,13 @@ def resolve_device(choice: str) -> torch.device:
 def setup_torch(base: BaseConfig) -> torch.device:
     """Threads, deterministic algorithms and the device, for a stage that computes.
 
-    The CPU kernels were pinned when the package was imported
+    The CPU kernels were pinned when `normbounds.pipeline` was imported
     (`reproducibility.py`); if torch came first they were not, and results would
     depend on the machine, so that is an error unless native kernels were chosen.
     """
     if torch_loaded_first() and not native_kernels():
-        raise ConfigError("torch was imported before normbounds, so its CPU kernels are not"
-                          " pinned; import normbounds first, or set"
+        raise ConfigError("torch was imported before normbounds.pipeline, so its CPU kernels"
+                          " are not pinned; import normbounds.pipeline first, or set"
                           f" {NATIVE_SWITCH}=1 to accept machine-dependent results")
     torch.set_num_threads(base.threads)
     # torch.use_deterministic_algorithms(True) without its import of torch._inductor (2 s in

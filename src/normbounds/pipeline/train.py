@@ -28,7 +28,7 @@ from normbounds.pipeline.data import Split
 from normbounds.pipeline.imports import code_deps, relative
 from normbounds.pipeline.losses import LOSSES
 from normbounds.pipeline.models import Arch, build, factory_file, load_factory
-from normbounds.pipeline.numeric import TRAIN_STAGE, as_before_the_move
+from normbounds.pipeline.numeric import TRAIN_STAGE
 from normbounds.pipeline.precision import PRECISIONS, compiled, forward_context, tf32_products
 from normbounds.pipeline.runs import remove_partial, resume_point
 from normbounds.progress import progress, say
@@ -76,8 +76,7 @@ def fingerprint(cfg: Config, entry: Entry, data_digest: str) -> dict[str, Any]:
     raw = {"entry": entry.name, "data": data, "data_digest": data_digest,
            "model": cfg.to_dict()["model"], "train": train,
            "threads": cfg.base.threads, "kernels": kernels_label(),  # both change numbers
-           "code": as_before_the_move({name: file_digest(path)
-                                       for name, path in code_files(cfg).items()})}
+           "code": {name: file_digest(path) for name, path in code_files(cfg).items()}}
     return json.loads(json.dumps(raw))  # tuples -> lists, as they come back from disk
 
 

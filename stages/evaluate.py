@@ -1,6 +1,7 @@
 """Stage `evaluate@<depth>-<width>-<seed>`: every checkpoint -> errors, every bound of the
 registry and the certificate."""
 
+import normbounds.pipeline  # noqa: F401  first: pins the CPU kernels before torch loads
 from normbounds.io import read_json
 from normbounds.measure.formulas import BOUND_NAMES
 from normbounds.pipeline.data import load_split, verify_stats

@@ -1,5 +1,6 @@
 """Stage `prepare`: data set -> data/prepared/{train,test}.pt and stats.json (m, C, P, S, X)."""
 
+import normbounds.pipeline  # noqa: F401  first: pins the CPU kernels before torch loads
 from normbounds.io import save_torch, write_json
 from normbounds.pipeline.data import prepare
 from normbounds.pipeline.runtime import run_stage, setup_torch, stage_args, stage_config

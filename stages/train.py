@@ -1,5 +1,6 @@
 """Stage `train@<depth>-<width>-<seed>`: train one grid entry, checkpoints + loss log."""
 
+import normbounds.pipeline  # noqa: F401  first: pins the CPU kernels before torch loads
 from normbounds.io import read_json
 from normbounds.pipeline.data import load_split
 from normbounds.pipeline.models import arch_for

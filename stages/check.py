@@ -7,6 +7,7 @@ this one, and it reruns whenever any params section changes. Its output never
 changes, so it reruns nothing by itself.
 """
 
+import normbounds.pipeline  # noqa: F401  first: pins the CPU kernels before torch loads
 from normbounds.io import write_text
 from normbounds.pipeline.config import load_params
 from normbounds.pipeline.runtime import run_stage, stage_args

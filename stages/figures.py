@@ -1,6 +1,7 @@
 """Stage `figures`: results/<entry>.csv -> Figure 1 (as printed), the valid bounds beside it,
 bounds vs width, layer norms, summary, the DVC plot template."""
 
+import normbounds.pipeline  # noqa: F401  first: pins the CPU kernels before torch loads
 from normbounds.measure.formulas import statuses_of
 from normbounds.pipeline.results import load_results, profile_words
 from normbounds.pipeline.runtime import run_stage, stage_args, stage_config

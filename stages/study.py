@@ -4,6 +4,7 @@ study's figure is the one named like its folder."""
 
 from pathlib import Path
 
+import normbounds.pipeline  # noqa: F401  first: pins the CPU kernels before torch loads
 from normbounds.errors import ConfigError
 from normbounds.io import write_json, write_text
 from normbounds.pipeline.results import load_study

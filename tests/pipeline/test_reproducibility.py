@@ -3,6 +3,7 @@ kernel level the environment asks for (docs/reproducibility.md)."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from normbounds.pipeline.config import Entry
+from normbounds.pipeline.imports import REPO
 from normbounds.reproducibility import KERNEL_ENV, NATIVE_SWITCH
 
 from pipeline_helpers import subprocess_env, tiny_params
@@ -95,3 +97,16 @@ def test_base_threads_is_validated():
     with pytest.raises(ConfigError, match=r"base.threads = 0 is invalid: must be >= 1"):
         parse_params(tiny_params(base={"threads": 0}))
     assert os.environ.get("ONEDNN_MAX_CPU_ISA") is not None  # set by `import normbounds`
+
+
+@pytest.mark.parametrize("stage", sorted(p.name for p in (REPO / "stages").glob("*.py")))
+def test_every_stage_imports_the_pipeline_before_anything_else(stage: str):
+    """The pins act only on libraries that load after them: normbounds.io loads torch and
+    numpy (and so OpenBLAS), so a stage that imported it first computed its study fits with
+    the CPU's own OpenBLAS kernels (the last digits of studies/depth/metrics/study.json)."""
+    tree = ast.parse((REPO / "stages" / stage).read_text())
+    modules = [alias.name if isinstance(node, ast.Import) else node.module
+               for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+               for alias in node.names]
+    first = next(name for name in modules if name.split(".")[0] not in sys.stdlib_module_names)
+    assert first == "normbounds.pipeline"  # as `import normbounds.pipeline`
